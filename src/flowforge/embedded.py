@@ -1,0 +1,251 @@
+"""``Engine``: the Python API (SPEC 5) over a store and an in-process worker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from flowforge.definition.compiled import CompiledWorkflow
+from flowforge.definition.parameters import validate_parameters
+from flowforge.definition.workflow import Workflow
+from flowforge.engine import advance
+from flowforge.engine.journal import Slots
+from flowforge.engine.records import Event, NewRun
+from flowforge.engine.replay import replay
+from flowforge.errors import NotFoundError
+from flowforge.run_result import RunResult, build_result
+from flowforge.settings import database_url as default_database_url
+from flowforge.store import SqlStore, open_store
+from flowforge.worker.worker import Worker
+
+Observer = Callable[[Event], Any]
+TERMINAL_EVENTS = frozenset(
+    {"run.completed", "run.failed", "run.canceled", "run.terminated", "run.timed_out"}
+)
+
+
+def new_run_id() -> str:
+    return f"run_{uuid.uuid4().hex}"
+
+
+class Engine:
+    """Runs and manages workflows on one store (default: the embedded SQLite file)."""
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        concurrency: int = 1000,
+        sqlite_synchronous: str | None = None,
+    ) -> None:
+        self.store: SqlStore = open_store(
+            default_database_url(database_url), sqlite_synchronous=sqlite_synchronous
+        )
+        self.concurrency = concurrency
+        self.book = advance.RunBook(self._load_workflow)
+        self._observers: list[Observer] = []
+        self._definitions: dict[tuple[str, int], Workflow] = {}
+        self.last_worker: Worker | None = None
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- observers --------------------------------------------------------------------------
+    def subscribe(self, callback: Observer) -> Callable[[], None]:
+        """Call ``callback`` with every event this process commits; returns an unsubscribe."""
+        self._observers.append(callback)
+        return lambda: self._observers.remove(callback)
+
+    # -- workflows --------------------------------------------------------------------------
+    def apply(self, workflow: Workflow) -> int:
+        """Store the workflow's definition; a changed one becomes a new version."""
+        compiled = workflow.compile()
+        version, _ = self.store.save_workflow(
+            workflow.id, workflow.spec.title, workflow.to_dict(), workflow.digest
+        )
+        self._definitions[(workflow.id, version)] = workflow
+        self.book.add_workflow(workflow.id, version, compiled)
+        return version
+
+    def _load_workflow(self, workflow_id: str, version: int) -> CompiledWorkflow:
+        known = self._definitions.get((workflow_id, version))
+        if known is not None:
+            return known.compile()
+        found = self.store.get_workflow_version(workflow_id, version)
+        if found is None:
+            raise NotFoundError(f"workflow {workflow_id} version {version} does not exist")
+        workflow = Workflow.from_dict(found[1])
+        self._definitions[(workflow_id, version)] = workflow
+        return workflow.compile()
+
+    # -- runs -------------------------------------------------------------------------------
+    def run(
+        self,
+        workflow: Workflow,
+        params: Mapping[str, Any] | None = None,
+        *,
+        from_strings: bool = False,
+        idempotency_key: str | None = None,
+    ) -> RunResult:
+        """Validate, run to the end in this process, and return the run record."""
+        return asyncio.run(
+            self.run_async(workflow, params, from_strings=from_strings,
+                           idempotency_key=idempotency_key)
+        )
+
+    async def run_async(
+        self,
+        workflow: Workflow,
+        params: Mapping[str, Any] | None = None,
+        *,
+        from_strings: bool = False,
+        idempotency_key: str | None = None,
+        on_created: Callable[[str], Any] | None = None,
+    ) -> RunResult:
+        compiled = workflow.compile()
+        parameters = validate_parameters(
+            compiled.spec.parameters, params or {}, from_strings=from_strings
+        )
+        version = self.apply(workflow)
+        if idempotency_key is not None:
+            existing = self.store.find_run_by_idempotency_key(workflow.id, idempotency_key)
+            if existing is not None:
+                return self.get(existing.run_id)
+        run = NewRun(new_run_id(), workflow.id, version, parameters, idempotency_key,
+                     datetime.now(UTC))
+        async with self._worker() as worker:
+            done = self._watch(run.run_id, worker)
+            await worker.transact(lambda step: advance.create_run(step, run, compiled, True))
+            if on_created is not None:
+                on_created(run.run_id)
+            await done
+        return self.get(run.run_id)
+
+    def resume(self, run_id: str) -> RunResult:
+        """Continue a run whose process died, in this process, to the end."""
+        return asyncio.run(self.resume_async(run_id))
+
+    async def resume_async(self, run_id: str) -> RunResult:
+        record = self.store.get_run(run_id)
+        if record is None:
+            raise NotFoundError(f"run {run_id} does not exist")
+        if record.status in ("completed", "failed", "canceled", "terminated", "timed_out"):
+            return self.get(run_id)
+        self.store.release_dead_workers_tasks(run_id, socket.gethostname(), _pid_alive)
+        async with self._worker() as worker:
+            done = self._watch(run_id, worker)
+            await worker.transact(lambda step: _touch(step, run_id))
+            worker.wake()
+            await done
+        return self.get(run_id)
+
+    def get(self, run_id: str) -> RunResult:
+        """The run record, blocks included."""
+        record = self.store.get_run(run_id)
+        if record is None:
+            raise NotFoundError(f"run {run_id} does not exist")
+        workflow = self._load_workflow(record.workflow_id, record.workflow_version)
+        state = replay(workflow, record, self.store.run_events(run_id), [])
+        return build_result(record, workflow, state, self.store.run_attempts(run_id))
+
+    def list(self, workflow_id: str | None = None, status: str | None = None,
+             limit: int = 50) -> list[RunResult]:
+        return [self.get(r.run_id) for r in self.store.list_runs(workflow_id, status, limit)]
+
+    def events(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        if self.store.get_run(run_id) is None:
+            raise NotFoundError(f"run {run_id} does not exist")
+        return self.store.run_events(run_id, after_seq)
+
+    def cancel(self, run_id: str, reason: str | None = None) -> RunResult:
+        return self._control(run_id, "cancel", reason)
+
+    def terminate(self, run_id: str, reason: str | None = None) -> RunResult:
+        return self._control(run_id, "terminate", reason)
+
+    def pause(self, run_id: str) -> RunResult:
+        return self._control(run_id, "pause")
+
+    def unpause(self, run_id: str) -> RunResult:
+        return self._control(run_id, "resume")
+
+    def retry(self, run_id: str) -> RunResult:
+        """Continue a failed, canceled or timed-out run; completed blocks keep their outputs."""
+        return self._control(run_id, "retry")
+
+    def _control(self, run_id: str, action: str, reason: str | None = None) -> RunResult:
+        def body(txn: Any) -> advance.Advanced:
+            step = advance.Step(txn, advance.RunBook(self._load_workflow), Slots(0), 30.0)
+            advance.control(step, run_id, action, reason)
+            return step.finish()
+
+        result = self.store.transaction(body)
+        for event in result.events:
+            for observer in self._observers:
+                observer(event)
+        return self.get(run_id)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _worker(self) -> _WorkerScope:
+        worker = Worker(self.store, self.book, concurrency=self.concurrency)
+        worker.observers.extend(self._observers)
+        self.last_worker = worker
+        return _WorkerScope(worker)
+
+    def _watch(self, run_id: str, worker: Worker) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def observe(event: Event) -> None:
+            if event.run_id == run_id and event.type in TERMINAL_EVENTS and not done.done():
+                done.set_result(None)
+
+        worker.observers.append(observe)
+        return done
+
+
+class _WorkerScope:
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    async def __aenter__(self) -> Worker:
+        await self.worker.start()
+        return self.worker
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.worker.stop()
+
+
+def _touch(step: advance.Step, run_id: str) -> None:
+    """Load the run (re-planning it if needed) and claim its due tasks."""
+    step.fresh(run_id)
+    advance.claim(step, max(step.slots.free, 0), run_id)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run(workflow: Workflow, params: Mapping[str, Any] | None = None, *,
+        database_url: str | None = None) -> RunResult:
+    """Run ``workflow`` to the end on the embedded store (or ``database_url``)."""
+    with Engine(database_url) as engine:
+        return engine.run(workflow, params)

@@ -1,0 +1,252 @@
+"""Where a run's state changes: every transition goes through one of these functions.
+
+Each function runs inside one store transaction: it makes sure the run's cached state is
+current (the last event's sequence number), lets the planner decide, and writes the commands
+through the journal. A concurrent writer of the same run makes the transaction fail on the
+events' (run_id, seq) key; the caller forgets the cached state and tries again.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from flowforge.definition.compiled import CompiledWorkflow
+from flowforge.engine import outcomes as out
+from flowforge.engine.journal import Journal, Slots
+from flowforge.engine.planner import Planner
+from flowforge.engine.ports import Transaction
+from flowforge.engine.records import ClaimedTask, Event, NewRun, RunUpdate, TaskKind
+from flowforge.engine.replay import new_state, replay
+from flowforge.engine.run_state import RunState
+from flowforge.engine.scope import MaskedSecrets, build_scope
+from flowforge.engine.states import BlockStatus, RunStatus, can_move_run
+from flowforge.errors import InvalidStateError, NotFoundError
+
+WorkflowLoader = Callable[[str, int], CompiledWorkflow]
+
+
+@dataclass
+class Advanced:
+    """What one transaction did, for the worker to act on once it is committed."""
+
+    events: list[Event] = field(default_factory=list)
+    claimed: list[ClaimedTask] = field(default_factory=list)
+    canceled: list[tuple[str, str]] = field(default_factory=list)
+    run_ids: set[str] = field(default_factory=set)
+
+
+class RunBook:
+    """The runs this process knows, kept current by comparing event sequence numbers."""
+
+    def __init__(self, load_workflow: WorkflowLoader) -> None:
+        self._load_workflow = load_workflow
+        self._states: dict[str, RunState] = {}
+        self._workflows: dict[tuple[str, int], CompiledWorkflow] = {}
+
+    def add_workflow(self, workflow_id: str, version: int, compiled: CompiledWorkflow) -> None:
+        self._workflows[(workflow_id, version)] = compiled
+
+    def workflow(self, workflow_id: str, version: int) -> CompiledWorkflow:
+        key = (workflow_id, version)
+        if key not in self._workflows:
+            self._workflows[key] = self._load_workflow(workflow_id, version)
+        return self._workflows[key]
+
+    def cached(self, run_id: str) -> RunState | None:
+        return self._states.get(run_id)
+
+    def forget(self, run_ids: Sequence[str] | set[str]) -> None:
+        for run_id in run_ids:
+            self._states.pop(run_id, None)
+
+    def remember(self, state: RunState) -> None:
+        self._states[state.run_id] = state
+
+    def load(self, txn: Transaction, run_id: str) -> tuple[CompiledWorkflow, RunState, bool]:
+        """The run's current state: the cached one if no other writer moved it on.
+
+        The flag says the state was rebuilt from the store (and must be re-planned)."""
+        state = self._states.get(run_id)
+        if state is not None and state.seq == txn.last_seq(run_id):
+            return self.workflow(state.workflow_id, state.workflow_version), state, False
+        record = txn.get_run(run_id)
+        if record is None:
+            raise NotFoundError(f"run {run_id} does not exist")
+        workflow = self.workflow(record.workflow_id, record.workflow_version)
+        state = replay(workflow, record, txn.run_events(run_id), txn.run_tasks(run_id))
+        self._states[run_id] = state
+        return workflow, state, True
+
+
+@dataclass
+class Step:
+    """The context of one transaction: its journal, its clock, and the run book."""
+
+    txn: Transaction
+    book: RunBook
+    slots: Slots
+    lease: float
+    now: datetime = field(default_factory=lambda: _now())
+    result: Advanced = field(default_factory=Advanced)
+
+    def __post_init__(self) -> None:
+        self.journal = Journal(self.txn, self.now, self.lease, self.slots)
+
+    def planner(self, workflow: CompiledWorkflow, state: RunState) -> Planner:
+        return Planner(workflow, state, self.now, _masked_scope(state))
+
+    def fresh(self, run_id: str) -> tuple[CompiledWorkflow, RunState, Planner]:
+        """The run's current state and a planner for it (re-planned if it was reloaded)."""
+        workflow, state, reloaded = self.book.load(self.txn, run_id)
+        planner = self.planner(workflow, state)
+        if reloaded:
+            planner.recompute()
+        return workflow, state, planner
+
+    def commit(self, workflow: CompiledWorkflow, state: RunState, planner: Planner) -> None:
+        self.journal.write(workflow, state, planner.commands)
+        planner.commands.clear()
+        self.result.run_ids.add(state.run_id)
+
+    def finish(self) -> Advanced:
+        self.journal.flush()
+        self.result.events = self.journal.events
+        self.result.claimed = self.journal.claimed
+        self.result.canceled = self.journal.canceled
+        return self.result
+
+
+def create_run(step: Step, run: NewRun, workflow: CompiledWorkflow, start_now: bool) -> RunState:
+    """Insert a queued run; start it at once when this worker runs it (``flowforge run``)."""
+    step.txn.insert_run(run)
+    step.book.add_workflow(run.workflow_id, run.workflow_version, workflow)
+    record = step.txn.get_run(run.run_id)
+    assert record is not None
+    state = new_state(workflow, record)
+    step.book.remember(state)
+    step.journal.event(state, "run.queued", None, {"workflow_version": run.workflow_version})
+    if start_now:
+        planner = step.planner(workflow, state)
+        planner.start()
+        step.commit(workflow, state, planner)
+    else:
+        from flowforge.engine.records import NewTask
+
+        step.journal.tasks.append(NewTask(f"{run.run_id}:start", run.run_id, TaskKind.START))
+    step.result.run_ids.add(run.run_id)
+    return state
+
+
+def apply_outcomes(step: Step, items: Sequence[tuple[ClaimedTask, out.Outcome]]) -> None:
+    """Record what attempts produced, for the tasks this worker still holds."""
+    by_run: dict[str, list[tuple[ClaimedTask, out.Outcome]]] = defaultdict(list)
+    for task, outcome in items:
+        by_run[task.run_id].append((task, outcome))
+    for run_id, run_items in by_run.items():
+        held = step.txn.finish_tasks([task for task, _ in run_items])
+        outcomes = [outcome for (_, outcome), ok in zip(run_items, held, strict=True) if ok]
+        if not outcomes:
+            continue
+        workflow, state, planner = step.fresh(run_id)
+        planner.apply(outcomes)
+        step.commit(workflow, state, planner)
+
+
+def claim(step: Step, limit: int, run_id: str | None = None) -> None:
+    """Claim due tasks and act on them: start attempts, fire timers, start runs."""
+    for task in step.txn.claim_tasks(limit, step.lease, run_id):
+        workflow, state, planner = step.fresh(task.run_id)
+        if state.is_terminal:
+            step.txn.finish_tasks([task])
+            continue
+        if task.kind == TaskKind.START:
+            step.txn.finish_tasks([task])
+            if state.status == RunStatus.QUEUED:
+                planner.start()
+        elif task.kind == TaskKind.DEADLINE:
+            step.txn.finish_tasks([task])
+            planner.apply([out.DeadlineReached()])
+        elif task.kind == TaskKind.TIMER:
+            step.txn.finish_tasks([task])
+            planner.apply([out.TimerFired(task.block_id or "", task.attempt)])
+        else:
+            _claimed_block(step, planner, state, task)
+        step.commit(workflow, state, planner)
+
+
+def _claimed_block(step: Step, planner: Planner, state: RunState, task: ClaimedTask) -> None:
+    bs = state.blocks.get(task.block_id or "")
+    if bs is None or bs.attempt != task.attempt:
+        step.txn.finish_tasks([task])
+        return
+    if bs.status == BlockStatus.RUNNING:
+        # its worker died or lost its lease: the attempt is lost and runs again
+        step.txn.finish_tasks([task])
+        planner.apply([out.WorkerLost(task.block_id or "", task.attempt)])
+        return
+    if bs.status not in (BlockStatus.PENDING, BlockStatus.RETRYING) or state.status != RunStatus.RUNNING:
+        if state.status != RunStatus.PAUSED:
+            step.txn.finish_tasks([task])
+        return
+    step.journal.start_attempt(state, task.block_id or "", task.attempt)
+    step.journal.claimed.append(task)
+
+
+def control(step: Step, run_id: str, action: str, reason: str | None = None) -> RunState:
+    """cancel, terminate, pause, resume or retry a run (SPEC 3)."""
+    workflow, state, planner = step.fresh(run_id)
+    status = RunStatus(state.status)
+    target = _ACTION_TARGET[action]
+    if not can_move_run(status, target) or (action == "retry" and not state.is_terminal):
+        raise InvalidStateError(f"cannot {action} run {run_id}: it is {status.value}")
+    if action in ("cancel", "terminate"):
+        if status == RunStatus.QUEUED:
+            planner.state.status = RunStatus.RUNNING
+        planner.stop(target, reason or f"{action}ed by request")
+    elif action == "pause":
+        state.status = RunStatus.PAUSED
+        step.journal.event(state, "run.paused", None, {})
+        step.txn.update_run(RunUpdate(run_id, RunStatus.PAUSED))
+    elif action == "resume":
+        state.status = RunStatus.RUNNING
+        step.journal.event(state, "run.resumed", None, {})
+        step.txn.update_run(RunUpdate(run_id, RunStatus.RUNNING))
+        planner.recompute()
+    else:
+        _retry(step, workflow, state, planner)
+    step.commit(workflow, state, planner)
+    return state
+
+
+def _retry(step: Step, workflow: CompiledWorkflow, state: RunState, planner: Planner) -> None:
+    from flowforge.engine.replay import _reset_unfinished
+
+    _reset_unfinished(state)
+    state.status, state.finished_at, state.outputs = RunStatus.RUNNING, None, None
+    step.journal.event(state, "run.retried", None, {})
+    step.txn.update_run(
+        RunUpdate(state.run_id, RunStatus.RUNNING, fields=("status", "finished_at", "outputs",
+                                                             "failure_reason"))
+    )
+    planner.recompute()
+
+
+_ACTION_TARGET = {
+    "cancel": RunStatus.CANCELED,
+    "terminate": RunStatus.TERMINATED,
+    "pause": RunStatus.PAUSED,
+    "resume": RunStatus.RUNNING,
+    "retry": RunStatus.RUNNING,
+}
+
+
+def _masked_scope(state: RunState) -> Callable[[], dict[str, Any]]:
+    return lambda: build_scope(state, state.params_view, MaskedSecrets(state.secret_names))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,173 @@
+"""Write the planner's commands through a store transaction: rows, tasks and events.
+
+Every command becomes the writes it needs and one event with the run's next sequence number,
+all in the caller's transaction: the state change is committed before anyone acts on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from flowforge.definition.compiled import CompiledWorkflow
+from flowforge.engine import commands as cmd
+from flowforge.engine.ports import Transaction
+from flowforge.engine.records import AttemptWrite, ClaimedTask, Event, NewTask, RunUpdate, TaskKind
+from flowforge.engine.run_state import RunState
+from flowforge.engine.states import BlockStatus, RunStatus
+
+
+def block_task_id(run_id: str, block_id: str) -> str:
+    return f"{run_id}:{block_id}"
+
+
+def timer_task_id(run_id: str, block_id: str) -> str:
+    return f"{run_id}:{block_id}:timer"
+
+
+def deadline_task_id(run_id: str) -> str:
+    return f"{run_id}:deadline"
+
+
+@dataclass
+class Slots:
+    """How many more block attempts this worker can take on in this transaction."""
+
+    free: int
+
+
+@dataclass
+class Journal:
+    """Collects the writes of one transaction, then flushes them in a few batched statements."""
+
+    txn: Transaction
+    now: datetime
+    lease: float
+    slots: Slots
+    events: list[Event] = field(default_factory=list)
+    tasks: list[NewTask] = field(default_factory=list)
+    attempt_inserts: list[AttemptWrite] = field(default_factory=list)
+    attempt_updates: list[AttemptWrite] = field(default_factory=list)
+    claimed: list[ClaimedTask] = field(default_factory=list)
+    canceled: list[tuple[str, str]] = field(default_factory=list)
+    """(run_id, block_id) whose running attempt must be stopped after the commit."""
+    _flushed_events: int = 0
+
+    def event(self, state: RunState, kind: str, block_id: str | None, data: dict[str, Any]) -> None:
+        state.seq += 1
+        self.events.append(Event(state.run_id, state.seq, kind, block_id, data, self.now))
+
+    def start_attempt(self, state: RunState, block_id: str, attempt: int) -> None:
+        """The block's attempt starts on this worker: its row and ``block.started``."""
+        bs = state.blocks[block_id]
+        if bs.status != BlockStatus.RUNNING:
+            state.running += 0 if bs.queued else 1
+        bs.status, bs.queued, bs.started_at, bs.attempt = BlockStatus.RUNNING, False, self.now, attempt
+        self.attempt_inserts.append(
+            AttemptWrite(
+                state.run_id,
+                block_id,
+                attempt,
+                "running",
+                worker_id=self.txn.worker_id,
+                started_at=self.now,
+            )
+        )
+        self.event(state, "block.started", block_id, {"attempt": attempt})
+
+    def write(self, workflow: CompiledWorkflow, state: RunState, commands: Sequence[cmd.Command]) -> None:
+        for command in commands:
+            self._write_one(workflow, state, command)
+
+    def _write_one(self, workflow: CompiledWorkflow, state: RunState, c: cmd.Command) -> None:  # noqa: C901
+        run_id = state.run_id
+        if isinstance(c, cmd.ReadyBlock):
+            claim = self.slots.free > 0
+            task = NewTask(block_task_id(run_id, c.block_id), run_id, TaskKind.BLOCK, c.block_id,
+                           c.attempt, claim=claim)
+            self.tasks.append(task)
+            if claim:
+                self.slots.free -= 1
+                self.claimed.append(
+                    ClaimedTask(task.task_id, run_id, TaskKind.BLOCK, c.block_id, c.attempt, 1)
+                )
+                self.start_attempt(state, c.block_id, c.attempt)
+        elif isinstance(c, cmd.CompleteBlock):
+            self._finish_attempt(state, c.block_id, c.attempt, "completed", output=c.output)
+            self.event(state, c.event, c.block_id, {"attempt": c.attempt, "output": c.output})
+        elif isinstance(c, cmd.FailBlock):
+            self._finish_attempt(state, c.block_id, c.attempt, "failed", error=c.error)
+            data = {"attempt": c.attempt, "error": c.error, "tolerated": c.tolerated}
+            self.event(state, c.event, c.block_id, data)
+        elif isinstance(c, cmd.ScheduleRetry):
+            self._finish_attempt(state, c.block_id, c.attempt, "failed", error=c.error)
+            self.tasks.append(
+                NewTask(block_task_id(run_id, c.block_id), run_id, TaskKind.BLOCK, c.block_id,
+                        c.next_attempt, delay=c.delay)
+            )
+            data = {"attempt": c.attempt, "error": c.error, "next_attempt": c.next_attempt,
+                    "delay": round(c.delay, 3), "lost": c.lost}
+            self.event(state, c.event, c.block_id, data)
+        elif isinstance(c, cmd.SuspendBlock):
+            self._finish_attempt(state, c.block_id, c.attempt, "waiting")
+            self.tasks.append(
+                NewTask(timer_task_id(run_id, c.block_id), run_id, TaskKind.TIMER, c.block_id,
+                        c.attempt, delay=c.delay or 0.0, due_at=c.due_at)
+            )
+            self.event(state, c.event, c.block_id, {"attempt": c.attempt, "due_at": c.due_at,
+                                                    "delay": c.delay})
+        elif isinstance(c, cmd.SkipBlock):
+            self.event(state, c.event, c.block_id, {"reason": c.reason})
+        elif isinstance(c, cmd.CancelBlock):
+            self._finish_attempt(state, c.block_id, c.attempt, "canceled")
+            self.txn.delete_run_tasks(
+                run_id, [block_task_id(run_id, c.block_id), timer_task_id(run_id, c.block_id)]
+            )
+            self.canceled.append((run_id, c.block_id))
+            self.event(state, c.event, c.block_id, {"attempt": c.attempt})
+        elif isinstance(c, cmd.StartRun):
+            self.txn.update_run(RunUpdate(run_id, RunStatus.RUNNING, started_at=state.started_at,
+                                          fields=("status", "started_at")))
+            timeout = workflow.spec.settings.timeout
+            if timeout:
+                self.tasks.append(NewTask(deadline_task_id(run_id), run_id, TaskKind.DEADLINE,
+                                          delay=timeout))
+            self.event(state, c.event, None, {})
+        elif isinstance(c, cmd.FinishRun):
+            self._finish_run(state, c)
+
+    def _finish_attempt(self, state: RunState, block_id: str, attempt: int, status: str,
+                        output: Any = None, error: dict[str, Any] | None = None) -> None:
+        if attempt > 0:
+            self.attempt_updates.append(AttemptWrite(state.run_id, block_id, attempt, status,
+                                                     output=output, error=error,
+                                                     finished_at=self.now))
+
+    def _finish_run(self, state: RunState, c: cmd.FinishRun) -> None:
+        run_id = state.run_id
+        self.flush_tasks()
+        self.txn.delete_run_tasks(run_id)
+        self.txn.update_run(
+            RunUpdate(run_id, c.status, finished_at=state.finished_at, outputs=c.outputs,
+                      failure_reason=c.failure_reason,
+                      fields=("status", "finished_at", "outputs", "failure_reason"))
+        )
+        data: dict[str, Any] = {"outputs": c.outputs} if c.status == "completed" else {
+            "reason": c.failure_reason}
+        self.event(state, f"run.{c.status}", None, data)
+
+    def flush_tasks(self) -> None:
+        if self.tasks:
+            self.txn.insert_tasks(self.tasks, self.lease)
+            self.tasks = []
+
+    def flush(self) -> None:
+        """Write what was collected. Events go first: a concurrent writer of the same run fails
+        on their (run_id, seq) key before anything else is written."""
+        self.txn.append_events(self.events[self._flushed_events :])
+        self._flushed_events = len(self.events)
+        self.flush_tasks()
+        self.txn.write_attempts(self.attempt_inserts, self.attempt_updates)
+        self.attempt_inserts, self.attempt_updates = [], []

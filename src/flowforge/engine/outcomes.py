@@ -1,0 +1,59 @@
+"""What happened to a block attempt or a run, as reported to the planner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Succeeded:
+    block_id: str
+    attempt: int
+    output: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Errored:
+    block_id: str
+    attempt: int
+    error_type: str
+    message: str
+    retryable: bool = True
+    retry_delay: float | None = None
+
+    def as_error(self) -> dict[str, Any]:
+        return {"type": self.error_type, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class Suspended:
+    """The block waits for a timer: ``delay`` seconds from now, or the epoch ``due_at``."""
+
+    block_id: str
+    attempt: int
+    delay: float | None = None
+    due_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    block_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerLost:
+    """The attempt's worker died: the block runs again (at-least-once)."""
+
+    block_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlineReached:
+    """The run's ``settings.timeout`` expired."""
+
+
+BlockOutcome = Succeeded | Errored | Suspended | TimerFired | WorkerLost
+Outcome = BlockOutcome | DeadlineReached

@@ -1,0 +1,123 @@
+"""Rebuild a run's state from its event history: the log is the source of truth."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from flowforge.definition.compiled import CompiledWorkflow
+from flowforge.engine.records import ClaimedTask, Event, RunRecord, TaskKind
+from flowforge.engine.run_state import BlockState, RunState
+from flowforge.engine.states import BlockStatus, RunStatus
+from flowforge.engine.planner import failure_reason
+
+_RUN_EVENT_STATUS = {
+    "run.started": RunStatus.RUNNING,
+    "run.resumed": RunStatus.RUNNING,
+    "run.retried": RunStatus.RUNNING,
+    "run.paused": RunStatus.PAUSED,
+    "run.completed": RunStatus.COMPLETED,
+    "run.failed": RunStatus.FAILED,
+    "run.canceled": RunStatus.CANCELED,
+    "run.terminated": RunStatus.TERMINATED,
+    "run.timed_out": RunStatus.TIMED_OUT,
+}
+
+
+def new_state(workflow: CompiledWorkflow, run: RunRecord) -> RunState:
+    """A run's state before any event: every block pending."""
+    specs = workflow.spec.parameters
+    secret_names = [name for name, spec in specs.items() if spec.type == "secret"]
+    params_view = {
+        name: ("***" if name in secret_names else value) for name, value in run.parameters.items()
+    }
+    return RunState(
+        run_id=run.run_id,
+        workflow_id=run.workflow_id,
+        workflow_version=run.workflow_version,
+        status=RunStatus.QUEUED,
+        parameters=run.parameters,
+        created_at=run.created_at,
+        blocks={block_id: BlockState() for block_id in workflow.blocks},
+        params_view=params_view,
+        secret_names=secret_names,
+    )
+
+
+def replay(
+    workflow: CompiledWorkflow,
+    run: RunRecord,
+    events: Iterable[Event],
+    tasks: Iterable[ClaimedTask],
+) -> RunState:
+    """The state after ``events``; unclaimed block tasks mark their blocks as queued."""
+    state = new_state(workflow, run)
+    state.started_at, state.finished_at = run.started_at, run.finished_at
+    state.outputs, state.failure_reason = run.outputs, run.failure_reason
+    for event in events:
+        state.seq = event.seq
+        _apply(state, event)
+    if workflow.spec.settings.fail_fast and state.failure_reason and not state.is_terminal:
+        state.failing_fast = True
+    for task in tasks:
+        if task.kind == TaskKind.BLOCK and task.block_id in state.blocks:
+            bs = state.blocks[task.block_id]
+            if bs.status in (BlockStatus.PENDING, BlockStatus.RETRYING) or bs.queued:
+                bs.attempt = task.attempt
+                bs.queued = bs.status == BlockStatus.PENDING
+    return state
+
+
+def _apply(state: RunState, event: Event) -> None:
+    status = _RUN_EVENT_STATUS.get(event.type)
+    if status is not None:
+        state.status = status
+        if event.type == "run.retried":
+            _reset_unfinished(state)
+        if event.type == "run.failed":
+            state.failure_reason = event.data.get("reason")
+        return
+    if event.block_id is None or event.block_id not in state.blocks:
+        return
+    bs = state.blocks[event.block_id]
+    data = event.data
+    at: datetime | None = event.created_at
+    kind = event.type
+    if kind == "block.started":
+        bs.status, bs.attempt, bs.queued, bs.started_at = (
+            BlockStatus.RUNNING, data["attempt"], False, at
+        )
+    elif kind == "block.completed":
+        bs.status, bs.output, bs.error, bs.finished_at = (
+            BlockStatus.COMPLETED, data.get("output"), None, at
+        )
+    elif kind == "block.failed":
+        bs.status, bs.error, bs.output, bs.finished_at = (
+            BlockStatus.FAILED, data.get("error"), None, at
+        )
+        bs.attempt = data.get("attempt", bs.attempt)
+        bs.tolerated = bool(data.get("tolerated"))
+        bs.failures += 1
+        if not bs.tolerated and state.failure_reason is None:
+            state.failure_reason = failure_reason(event.block_id, bs.error or {})
+    elif kind == "block.retrying":
+        bs.status, bs.error, bs.attempt = BlockStatus.RETRYING, data.get("error"), data["next_attempt"]
+        if not data.get("lost"):
+            bs.failures += 1
+    elif kind == "block.waiting":
+        bs.status = BlockStatus.WAITING
+    elif kind == "block.skipped":
+        bs.status, bs.finished_at = BlockStatus.SKIPPED, at
+    elif kind == "block.canceled":
+        bs.status, bs.queued, bs.finished_at = BlockStatus.CANCELED, False, at
+
+
+def _reset_unfinished(state: RunState) -> None:
+    """``retry`` of a run: failed, canceled and skipped blocks become pending again."""
+    state.failing_fast = False
+    state.failure_reason = None
+    for bs in state.blocks.values():
+        if bs.status in (BlockStatus.FAILED, BlockStatus.CANCELED, BlockStatus.SKIPPED):
+            bs.status, bs.output, bs.error, bs.tolerated, bs.failures = (
+                BlockStatus.PENDING, None, None, False, 0
+            )

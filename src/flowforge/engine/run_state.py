@@ -1,0 +1,96 @@
+"""The in-memory picture of one run: what the planner reads and updates.
+
+It is rebuilt from the store whenever another process may have changed the run (the last
+event's sequence number tells), and kept in memory between transactions otherwise, so the
+engine does not read a run's blocks back for every completion.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from flowforge.engine.states import FINAL_BLOCK_STATUSES, BlockStatus, RunStatus
+
+
+@dataclass(slots=True)
+class BlockState:
+    """The current state of one block of a run (its latest attempt)."""
+
+    status: BlockStatus = BlockStatus.PENDING
+    attempt: int = 0
+    """Number of the latest attempt; 0 when it never started."""
+    failures: int = 0
+    """Attempts that ended in an error: they count against ``retry.max_attempts``."""
+    output: Any = None
+    error: dict[str, Any] | None = None
+    tolerated: bool = False
+    """Failed with ``continue_on_failure``: dependents treat it as a success."""
+    queued: bool = False
+    """Ready and holding a slot, but its task is not claimed by any worker yet."""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    # derived from the dependencies' outcomes, for O(1) trigger-rule checks
+    deps_final: int = 0
+    deps_success: int = 0
+    deps_failed: int = 0
+    decided: bool = False
+    """The trigger rule has been decided (started, queued or skipped) for this pass."""
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_BLOCK_STATUSES
+
+    def as_scope(self) -> dict[str, Any]:
+        """The mapping templates see as ``blocks.ID``."""
+        return {
+            "output": self.output,
+            "status": self.status.value,
+            "error": self.error,
+            "attempts": self.attempt,
+        }
+
+
+@dataclass(slots=True)
+class RunState:
+    """One run as the engine knows it at sequence number ``seq``."""
+
+    run_id: str
+    workflow_id: str
+    workflow_version: int
+    status: RunStatus
+    parameters: dict[str, Any]
+    created_at: datetime
+    blocks: dict[str, BlockState]
+    seq: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    outputs: dict[str, Any] | None = None
+    failure_reason: str | None = None
+    failing_fast: bool = False
+    organization_id: str | None = None
+    params_view: dict[str, Any] = field(default_factory=dict)
+    """``parameters`` as templates see them: secret parameters read ``***``."""
+    secret_names: list[str] = field(default_factory=list)
+    ready: deque[str] = field(default_factory=deque)
+    """Blocks whose trigger rule allows them to start, waiting for a concurrency slot."""
+    running: int = 0
+    """Blocks holding a slot: running, or queued for a worker."""
+
+    @property
+    def is_terminal(self) -> bool:
+        from flowforge.engine.states import TERMINAL_RUN_STATUSES
+
+        return self.status in TERMINAL_RUN_STATUSES
+
+    def run_scope(self) -> dict[str, Any]:
+        """The mapping templates see as ``run``."""
+        return {
+            "id": self.run_id,
+            "workflow_id": self.workflow_id,
+            "workflow_version": self.workflow_version,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "organization_id": self.organization_id,
+        }

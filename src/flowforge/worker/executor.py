@@ -1,0 +1,87 @@
+"""Run one block attempt and turn whatever happens into an outcome. Never raises."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from flowforge.blocks.context import BlockContext, Suspend
+from flowforge.definition.compiled import CompiledBlock
+from flowforge.engine import outcomes as out
+from flowforge.engine.run_state import RunState
+from flowforge.engine.scope import build_scope
+from flowforge.errors import BlockError, FlowforgeError
+from flowforge.worker.secrets import SecretsView, redact
+
+logger = logging.getLogger("flowforge.blocks")
+
+
+async def execute(
+    block: CompiledBlock,
+    state: RunState,
+    attempt: int,
+    resolve_function: Callable[[str], Callable[..., Any]],
+) -> out.BlockOutcome:
+    """Render the block's fields, run it (with its timeout) and report the outcome."""
+    secrets = SecretsView(
+        {name: state.parameters[name] for name in state.secret_names if name in state.parameters}
+    )
+    try:
+        instance = _instantiate(block, state, secrets)
+        ctx = BlockContext(
+            run_id=state.run_id,
+            workflow_id=state.workflow_id,
+            block_id=block.id,
+            attempt=attempt,
+            idempotency_key=f"{state.run_id}:{block.id}",
+            params=state.params_view,
+            logger=logger.getChild(block.id),
+            resolve_function=resolve_function,
+        )
+        if block.timeout is None:
+            result = await instance.run(ctx)
+        else:
+            async with asyncio.timeout(block.timeout):
+                result = await instance.run(ctx)
+    except TimeoutError:
+        return out.Errored(block.id, attempt, "Timeout",
+                           f"the attempt exceeded its timeout of {block.timeout:g}s")
+    except BlockError as exc:
+        return out.Errored(block.id, attempt, exc.error_type,
+                           _clean(exc.message, secrets), retryable=exc.retryable,
+                           retry_delay=getattr(exc, "delay", None))
+    except FlowforgeError as exc:
+        return out.Errored(block.id, attempt, type(exc).__name__, _clean(str(exc), secrets),
+                           retryable=False)
+    except Exception as exc:  # noqa: BLE001 - a user's block may raise anything
+        return out.Errored(block.id, attempt, type(exc).__name__, _clean(str(exc), secrets))
+    if isinstance(result, Suspend):
+        return out.Suspended(block.id, attempt, result.delay, result.due_at)
+    return _succeeded(block.id, attempt, result, secrets)
+
+
+def _instantiate(block: CompiledBlock, state: RunState, secrets: SecretsView) -> Any:
+    if block.fields.is_static:
+        return block.spec
+    scope = build_scope(state, state.params_view, secrets)
+    return block.spec.with_fields(block.fields.render(scope))
+
+
+def _succeeded(block_id: str, attempt: int, result: Any, secrets: SecretsView) -> out.BlockOutcome:
+    if secrets.used:
+        result = redact(result, list(secrets.used.values()))
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError) as exc:
+        return out.Errored(block_id, attempt, "OutputNotSerializable",
+                           f"the block's output is not JSON-serialisable: {exc}", retryable=False)
+    return out.Succeeded(block_id, attempt, result)
+
+
+def _clean(message: str, secrets: SecretsView) -> str:
+    if secrets.used:
+        return str(redact(message, list(secrets.used.values())))
+    return message

@@ -1,0 +1,239 @@
+"""The worker: claims tasks, runs block attempts, reports outcomes, keeps its leases alive.
+
+One worker per process. ``flowforge run`` runs one in process on the embedded store;
+``flowforge worker`` is the same worker on a shared store. Blocks made ready by an outcome are
+claimed in the transaction that records it and start at once, without polling; the database is
+polled only as a safety net and for timers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from flowforge.engine import advance
+from flowforge.engine import outcomes as out
+from flowforge.engine.journal import Slots
+from flowforge.engine.ports import StaleWriteError
+from flowforge.engine.records import ClaimedTask, Event, TaskKind
+from flowforge.engine.run_state import RunState
+from flowforge.store.sql_store import SqlStore
+from flowforge.store.transaction import SqlTransaction
+from flowforge.worker.executor import execute
+from flowforge.worker.functions import FunctionResolver
+
+T = TypeVar("T")
+log = logging.getLogger("flowforge.worker")
+Observer = Callable[[Event], Any]
+
+
+class Worker:
+    """Runs blocks of any run in the store, up to ``concurrency`` at once."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        book: advance.RunBook,
+        *,
+        concurrency: int = 100,
+        lease: float = 30.0,
+        heartbeat: float = 10.0,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.book = book
+        self.concurrency = concurrency
+        self.lease = lease
+        self.heartbeat = heartbeat
+        self.poll_interval = poll_interval
+        self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.observers: list[Observer] = []
+        self.transactions = 0
+        self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._outcomes: list[tuple[ClaimedTask, out.Outcome]] = []
+        self._wake = asyncio.Event()
+        self._claim_hint = 0.0
+        """Wall time at which unclaimed work may be due (0: now)."""
+        self._stopping = False
+        self._loop_task: asyncio.Task[None] | None = None
+        self._beat_task: asyncio.Task[None] | None = None
+        self._resolvers: dict[tuple[str, int], FunctionResolver] = {}
+        self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowforge-db")
+        self._inline_db = store.dialect == "sqlite"
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.db(lambda: self.store.register_worker(self.worker_id, socket.gethostname(),
+                                                         os.getpid()))
+        self._loop_task = asyncio.create_task(self._loop(), name="flowforge-worker")
+        self._beat_task = asyncio.create_task(self._heartbeats(), name="flowforge-heartbeat")
+
+    async def stop(self) -> None:
+        """Stop claiming, cancel what runs (its tasks come back when the leases expire)."""
+        self._stopping = True
+        self._wake.set()
+        for task in list(self._running.values()):
+            task.cancel()
+        for task in (self._loop_task, self._beat_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await asyncio.gather(*self._running.values(), return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.db(lambda: self.store.deregister_worker(self.worker_id))
+        self._db_thread.shutdown(wait=True)
+
+    async def db(self, fn: Callable[[], T]) -> T:
+        """Run a store call. SQLite commits take microseconds and run inline; PostgreSQL round
+        trips run in the worker's one database thread so blocks keep running meanwhile."""
+        if self._inline_db:
+            return fn()
+        return await asyncio.get_running_loop().run_in_executor(self._db_thread, fn)
+
+    async def transact(self, fn: Callable[[advance.Step], Any]) -> advance.Advanced:
+        """One engine step in one store transaction; retried after a concurrent writer."""
+        while True:
+            slots = Slots(self.concurrency - len(self._running))
+
+            def body(txn: SqlTransaction) -> advance.Advanced:
+                step = advance.Step(txn, self.book, slots, self.lease)
+                fn(step)
+                return step.finish()
+
+            touched: set[str] = set()
+            try:
+                result = await self.db(lambda: self.store.transaction(body, self.worker_id))
+            except StaleWriteError:
+                self.book.forget(self._touched_runs(touched))
+                continue
+            except BaseException:
+                self.book.forget(list(self._all_cached_runs()))
+                raise
+            self.transactions += 1
+            self._dispatch(result)
+            return result
+
+    def _touched_runs(self, touched: set[str]) -> list[str]:
+        return list(touched) or list(self._all_cached_runs())
+
+    def _all_cached_runs(self) -> list[str]:
+        return list(self.book._states)
+
+    # -- the loop ---------------------------------------------------------------------------
+    async def _loop(self) -> None:
+        while not self._stopping:
+            timeout = self._next_wake_in()
+            if not self._outcomes:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                await self._step()
+            except Exception:  # noqa: BLE001 - the loop must survive a failed step
+                log.exception("worker step failed; retrying")
+                await asyncio.sleep(0.5)
+
+    def _next_wake_in(self) -> float:
+        return max(0.0, min(self._claim_hint, time.time() + self.poll_interval) - time.time())
+
+    async def _step(self) -> None:
+        items, self._outcomes = self._outcomes, []
+        free = self.concurrency - len(self._running)
+        claim_now = free > 0 and time.time() >= self._claim_hint
+        if not items and not claim_now:
+            return
+
+        def step(s: advance.Step) -> None:
+            if items:
+                advance.apply_outcomes(s, items)
+            if claim_now:
+                advance.claim(s, max(s.slots.free, 0))
+
+        result = await self.transact(step)
+        if claim_now:
+            # polled: nothing more is known to be due until the next poll
+            self._claim_hint = time.time() + self.poll_interval
+            if len(result.claimed) >= free:
+                self._claim_hint = 0.0
+
+    def _dispatch(self, result: advance.Advanced) -> None:
+        for run_id, block_id in result.canceled:
+            running = self._running.get((run_id, block_id))
+            if running is not None:
+                running.cancel()
+        for task in result.claimed:
+            self._launch(task)
+        if any(e.type in ("block.retrying", "block.waiting") for e in result.events):
+            self._claim_hint = min(self._claim_hint, time.time() + _soonest(result.events))
+        for event in result.events:
+            for observer in self.observers:
+                try:
+                    observer(event)
+                except Exception:  # noqa: BLE001 - an observer must not break the engine
+                    log.exception("observer failed on %s", event.type)
+
+    def _launch(self, task: ClaimedTask) -> None:
+        state = self.book.cached(task.run_id)
+        if state is None or task.kind != TaskKind.BLOCK or task.block_id is None:
+            return
+        key = (task.run_id, task.block_id)
+        self._running[key] = asyncio.create_task(self._attempt(task, state), name=str(key))
+
+    async def _attempt(self, task: ClaimedTask, state: RunState) -> None:
+        block_id = task.block_id or ""
+        workflow = self.book.workflow(state.workflow_id, state.workflow_version)
+        try:
+            outcome = await execute(workflow.blocks[block_id], state, task.attempt,
+                                    self._resolver(state))
+        except asyncio.CancelledError:
+            return  # canceled by the run (its task is gone) or by shutdown (the lease expires)
+        finally:
+            self._running.pop((task.run_id, block_id), None)
+        self._outcomes.append((task, outcome))
+        self._wake.set()
+
+    def _resolver(self, state: RunState) -> FunctionResolver:
+        key = (state.workflow_id, state.workflow_version)
+        resolver = self._resolvers.get(key)
+        if resolver is None:
+            workflow = self.book.workflow(*key)
+            resolver = FunctionResolver(workflow.callables, getattr(workflow, "source_dir", None))
+            self._resolvers[key] = resolver
+        return resolver
+
+    async def _heartbeats(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.heartbeat)
+            if self._running:
+                try:
+                    await self.db(lambda: self.store.renew_leases(self.worker_id, self.lease))
+                except Exception:  # noqa: BLE001
+                    log.exception("lease renewal failed")
+
+    def wake(self, claim: bool = True) -> None:
+        """Look for work now (a run was queued or resumed in this process)."""
+        if claim:
+            self._claim_hint = 0.0
+        self._wake.set()
+
+
+def _soonest(events: list[Event]) -> float:
+    delays = [
+        float(e.data.get("delay") or 0.0)
+        for e in events
+        if e.type in ("block.retrying", "block.waiting") and e.data.get("due_at") is None
+    ]
+    due = [float(e.data["due_at"]) - time.time() for e in events if e.data.get("due_at")]
+    return max(0.0, min(delays + due, default=0.0))
