@@ -18,7 +18,7 @@ from flowforge.engine.journal import Slots
 from flowforge.engine.records import Event, NewRun
 from flowforge.engine.replay import replay
 from flowforge.errors import NotFoundError
-from flowforge.run_result import RunResult, build_result
+from flowforge.run_result import RunResult, build_result, result_from_state
 from flowforge.settings import database_url as default_database_url
 from flowforge.store import SqlStore, open_store
 from flowforge.worker.worker import Worker
@@ -51,6 +51,7 @@ class Engine:
         self._observers: list[Observer] = []
         self._definitions: dict[tuple[str, int], Workflow] = {}
         self.last_worker: Worker | None = None
+        self._applied: dict[int, tuple[CompiledWorkflow, int]] = {}
 
     def close(self) -> None:
         self.store.close()
@@ -71,11 +72,15 @@ class Engine:
     def apply(self, workflow: Workflow) -> int:
         """Store the workflow's definition; a changed one becomes a new version."""
         compiled = workflow.compile()
+        known = self._applied.get(id(compiled))
+        if known is not None and known[0] is compiled:
+            return known[1]
         version, _ = self.store.save_workflow(
             workflow.id, workflow.spec.title, workflow.to_dict(), workflow.digest
         )
         self._definitions[(workflow.id, version)] = workflow
         self.book.add_workflow(workflow.id, version, compiled)
+        self._applied[id(compiled)] = (compiled, version)
         return version
 
     def _load_workflow(self, workflow_id: str, version: int) -> CompiledWorkflow:
@@ -130,7 +135,10 @@ class Engine:
             if on_created is not None:
                 on_created(run.run_id)
             await done
-        return self.get(run.run_id)
+        state = self.book.cached(run.run_id)
+        if state is None:
+            return self.get(run.run_id)
+        return result_from_state(state, compiled)
 
     def resume(self, run_id: str) -> RunResult:
         """Continue a run whose process died, in this process, to the end."""

@@ -117,3 +117,21 @@ def build_result(
         finished_at=record.finished_at,
         blocks=blocks,
     )
+
+
+def result_from_state(state: RunState, workflow: CompiledWorkflow) -> RunResult:
+    """The record of a run this process just ran, from its in-memory state (no reads)."""
+    record = RunRecord(
+        run_id=state.run_id,
+        workflow_id=state.workflow_id,
+        workflow_version=state.workflow_version,
+        status=state.status.value,
+        parameters=state.parameters,
+        outputs=state.outputs,
+        failure_reason=state.failure_reason,
+        idempotency_key=None,
+        created_at=state.created_at,
+        started_at=state.started_at,
+        finished_at=state.finished_at,
+    )
+    return build_result(record, workflow, state, [])

@@ -42,7 +42,14 @@ def test_parse_duration_error_tells_the_accepted_forms() -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(1, "1s"), (90, "1m30s"), (0.5, "500ms"), (0, "0s"), (5400, "1h30m"), (86400 + 1.5, "1d1s500ms")],
+    [
+        (1, "1s"),
+        (90, "1m30s"),
+        (0.5, "500ms"),
+        (0, "0s"),
+        (5400, "1h30m"),
+        (86400 + 1.5, "1d1s500ms"),
+    ],
 )
 def test_format_duration_is_canonical(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text

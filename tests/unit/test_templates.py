@@ -81,11 +81,17 @@ def test_expression_written_as_template_means_the_same() -> None:
 
 def test_references_name_roots_and_ids() -> None:
     template = compile_value(
-        {"a": "{{ blocks.fetch.output }}", "b": "{{ blocks['total'].output + params.n }}",
-         "c": "{{ secrets.token }} {{ run.id }}"}
+        {
+            "a": "{{ blocks.fetch.output }}",
+            "b": "{{ blocks['total'].output + params.n }}",
+            "c": "{{ secrets.token }} {{ run.id }}",
+        }
     )
     assert template.references == {
-        ("blocks", "fetch"), ("blocks", "total"), ("params", "n"), ("secrets", "token")
+        ("blocks", "fetch"),
+        ("blocks", "total"),
+        ("params", "n"),
+        ("secrets", "token"),
     }
     assert template.block_ids == ("fetch", "total")
 
@@ -124,7 +130,7 @@ def test_missing_key_fails_the_same_on_both_paths() -> None:
 
 
 def test_undefined_block_is_an_error_not_none() -> None:
-    with pytest.raises(TemplateError, match="'missing' is undefined|has no attribute 'missing'"):
+    with pytest.raises(TemplateError, match=r"'missing' is undefined|has no attribute 'missing'"):
         compile_value("{{ blocks.missing.output }}").render(SCOPE)
     with pytest.raises(TemplateError):
         compile_expression("blocks.missing.output > 1").render(SCOPE)
@@ -169,7 +175,9 @@ def test_syntax_error_raises_at_compile_time() -> None:
 
 
 def test_other_render_errors_name_the_template_and_cause() -> None:
-    with pytest.raises(TemplateError, match=r"template '\{\{ 1 / 0 \}\}' failed: ZeroDivisionError"):
+    with pytest.raises(
+        TemplateError, match=r"template '\{\{ 1 / 0 \}\}' failed: ZeroDivisionError"
+    ):
         compile_value("{{ 1 / 0 }}").render(SCOPE)
 
 

@@ -105,9 +105,9 @@ class BlockTypeRegistry:
         entry_point = self._entry_point_map().get(name)
         if entry_point is None:
             return None
-        cls = entry_point.load()
+        cls: type[BlockSpec] = entry_point.load()
         self.register(name, cls)
-        return cls  # type: ignore[no-any-return]
+        return cls
 
 
 def _import_builtin(target: str, *, fallback: type[Block]) -> type[BlockSpec]:
@@ -120,8 +120,8 @@ def _import_builtin(target: str, *, fallback: type[Block]) -> type[BlockSpec]:
         if error.name is not None and (module_name + ".").startswith(error.name + "."):
             return fallback
         raise
-    cls = getattr(module, attribute, None)
-    return fallback if cls is None else cls  # type: ignore[no-any-return]
+    cls: type[BlockSpec] | None = getattr(module, attribute, None)
+    return fallback if cls is None else cls
 
 
 _default_registry = BlockTypeRegistry()

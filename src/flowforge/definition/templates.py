@@ -265,13 +265,15 @@ def _compile_expression_node(expression: nodes.Expr, source: str) -> _Compiled:
 def _analyse(ast: nodes.Template) -> tuple[tuple[tuple[str, str], ...], frozenset[str]]:
     references: dict[tuple[str, str], None] = {}
     for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
-        target = node.node
+        target = node.node  # type: ignore[attr-defined]
         if not (isinstance(target, nodes.Name) and target.name in REFERENCE_ROOTS):
             continue
         if isinstance(node, nodes.Getattr):
             references[(target.name, node.attr)] = None
-        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-            references[(target.name, node.arg.value)] = None
+        elif isinstance(node, nodes.Getitem) and _is_simple_key(node.arg):
+            key = node.arg.value  # type: ignore[attr-defined]
+            if isinstance(key, str):
+                references[(target.name, key)] = None
     return tuple(references), frozenset(meta.find_undeclared_variables(ast))
 
 

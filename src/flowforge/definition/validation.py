@@ -220,9 +220,9 @@ class _Checker:
             self.implicit[block.id] = tuple(dict.fromkeys(found))
         if isinstance(outputs, Mapping):
             for path, text in iter_template_strings(outputs, ("outputs",)):
-                template = self._compile(path, text, compile_value)
-                if template is not None:
-                    self._check_template(path, template, [])
+                compiled = self._compile(path, text, compile_value)
+                if compiled is not None:
+                    self._check_template(path, compiled, [])
 
     def _block_templates(
         self, index: int, block: BlockSpec

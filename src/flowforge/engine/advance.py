@@ -67,11 +67,16 @@ class RunBook:
         self._states[state.run_id] = state
 
     def load(self, txn: Transaction, run_id: str) -> tuple[CompiledWorkflow, RunState, bool]:
-        """The run's current state: the cached one if no other writer moved it on.
+        """The run's state: the cached one, else rebuilt from the store.
 
-        The flag says the state was rebuilt from the store (and must be re-planned)."""
+        A cached state may be stale (another process moved the run on): then the events this
+        transaction appends collide with the other writer's on (run_id, seq), the transaction
+        fails with ``StaleWriteError``, and the caller forgets the state and tries again. So a
+        stale state never gets written, and the hot path costs no read.
+
+        The flag says the state was rebuilt (and must be re-planned)."""
         state = self._states.get(run_id)
-        if state is not None and state.seq == txn.last_seq(run_id):
+        if state is not None:
             return self.workflow(state.workflow_id, state.workflow_version), state, False
         record = txn.get_run(run_id)
         if record is None:
@@ -92,6 +97,8 @@ class Step:
     lease: float
     now: datetime = field(default_factory=lambda: _now())
     result: Advanced = field(default_factory=Advanced)
+    touched: set[str] = field(default_factory=set)
+    """Runs whose cached state this step may have changed."""
 
     def __post_init__(self) -> None:
         self.journal = Journal(self.txn, self.now, self.lease, self.slots)
@@ -101,6 +108,7 @@ class Step:
 
     def fresh(self, run_id: str) -> tuple[CompiledWorkflow, RunState, Planner]:
         """The run's current state and a planner for it (re-planned if it was reloaded)."""
+        self.touched.add(run_id)
         workflow, state, reloaded = self.book.load(self.txn, run_id)
         planner = self.planner(workflow, state)
         if reloaded:
@@ -128,6 +136,7 @@ def create_run(step: Step, run: NewRun, workflow: CompiledWorkflow, start_now: b
     assert record is not None
     state = new_state(workflow, record)
     step.book.remember(state)
+    step.touched.add(run.run_id)
     step.journal.event(state, "run.queued", None, {"workflow_version": run.workflow_version})
     if start_now:
         planner = step.planner(workflow, state)

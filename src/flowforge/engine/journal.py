@@ -81,7 +81,7 @@ class Journal:
         for command in commands:
             self._write_one(workflow, state, command)
 
-    def _write_one(self, workflow: CompiledWorkflow, state: RunState, c: cmd.Command) -> None:  # noqa: C901
+    def _write_one(self, workflow: CompiledWorkflow, state: RunState, c: cmd.Command) -> None:
         run_id = state.run_id
         if isinstance(c, cmd.ReadyBlock):
             claim = self.slots.free > 0
@@ -166,8 +166,9 @@ class Journal:
     def flush(self) -> None:
         """Write what was collected. Events go first: a concurrent writer of the same run fails
         on their (run_id, seq) key before anything else is written."""
-        self.txn.append_events(self.events[self._flushed_events :])
-        self._flushed_events = len(self.events)
-        self.flush_tasks()
-        self.txn.write_attempts(self.attempt_inserts, self.attempt_updates)
-        self.attempt_inserts, self.attempt_updates = [], []
+        with self.txn.batch():
+            self.txn.append_events(self.events[self._flushed_events :])
+            self._flushed_events = len(self.events)
+            self.flush_tasks()
+            self.txn.write_attempts(self.attempt_inserts, self.attempt_updates)
+            self.attempt_inserts, self.attempt_updates = [], []

@@ -6,10 +6,10 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from flowforge.definition.compiled import CompiledWorkflow
+from flowforge.engine.planner import failure_reason
 from flowforge.engine.records import ClaimedTask, Event, RunRecord, TaskKind
 from flowforge.engine.run_state import BlockState, RunState
 from flowforge.engine.states import BlockStatus, RunStatus
-from flowforge.engine.planner import failure_reason
 
 _RUN_EVENT_STATUS = {
     "run.started": RunStatus.RUNNING,

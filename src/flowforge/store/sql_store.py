@@ -7,25 +7,29 @@ flowforge lives in this package.
 
 from __future__ import annotations
 
+import contextlib
 import random
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 from flowforge.engine.ports import StaleWriteError
-from flowforge.engine.records import AttemptRecord, ClaimedTask, Event, RunRecord
+from flowforge.engine.records import AttemptRecord, Event, RunRecord
 from flowforge.errors import StoreError
 from flowforge.store import schema as t
 from flowforge.store.connection import create_engine
-from flowforge.store.transaction import SqlTransaction, event_from_row, run_from_row, utc
+from flowforge.store.rows import event_from_row, run_from_row
+from flowforge.store.transaction import Dialect, SqlTransaction, utc
 
 T = TypeVar("T")
 
 _TRANSIENT_MARKERS = ("database is locked", "database is busy", "deadlock", "could not serialize")
 MAX_TRIES = 8
+STALE_TOKEN = "stale fencing token"
 
 
 class SqlStore:
@@ -36,25 +40,106 @@ class SqlStore:
         self.engine = create_engine(url, sqlite_synchronous=sqlite_synchronous)
         self.dialect = self.engine.dialect.name
         self._pg = self.dialect == "postgresql"
+        self._dialect = Dialect(self.dialect)
+        self._dbapi_error: type[BaseException] = self.engine.dialect.loaded_dbapi.Error
+        self._local = threading.local()
+        self._raw_connections: list[Any] = []
 
     def close(self) -> None:
+        for raw in self._raw_connections:
+            with contextlib.suppress(Exception):
+                raw.close()
+        self._raw_connections.clear()
+        self._local = threading.local()
         self.engine.dispose()
 
     # -- transactions ---------------------------------------------------------------------
     def transaction(self, fn: Callable[[SqlTransaction], T], worker_id: str = "") -> T:
-        """Run ``fn`` in one write transaction; retried whole on transient errors."""
+        """Run an engine step ``fn`` in one write transaction on this thread's DBAPI connection.
+
+        Retried whole on transient errors; ``StaleWriteError`` (another writer moved the run
+        on) goes to the caller, which reloads the run and tries again."""
+        optimistic = self._pg
+        for attempt in range(1, MAX_TRIES + 1):
+            raw = self._raw_connection()
+            try:
+                if self._pg:
+                    return self._pg_transaction(raw, fn, worker_id, optimistic)
+                raw.execute("BEGIN IMMEDIATE")
+                result = fn(SqlTransaction(raw, self._dialect, worker_id, time.time()))
+                raw.commit()
+                return result
+            except self._dbapi_error as exc:
+                if STALE_TOKEN in str(exc):
+                    self._rollback(raw)
+                    optimistic = False
+                    continue
+                self._rollback(raw)
+                if attempt == MAX_TRIES or not self._transient_dbapi(exc):
+                    raise StoreError(f"the store failed: {exc}") from exc
+            except StaleWriteError:
+                self._rollback(raw)
+                raise
+            except BaseException:
+                self._rollback(raw)
+                raise
+            time.sleep(min(0.01 * 2**attempt, 1.0) * random.uniform(0.5, 1.0))
+        raise AssertionError("unreachable")
+
+    def _pg_transaction(
+        self, raw: Any, fn: Callable[[SqlTransaction], T], worker_id: str, optimistic: bool
+    ) -> T:
+        connection = raw.driver_connection
+        if not connection.autocommit:
+            connection.autocommit = True  # the transaction is spelled out: see SqlTransaction
+        txn = SqlTransaction(raw, self._dialect, worker_id, 0.0)
+        txn.optimistic = optimistic
+        try:
+            result = fn(txn)
+            txn.flush_buffer(commit=True)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                connection.execute("ROLLBACK")
+            raise
+        return result
+
+    def _raw_connection(self) -> Any:
+        raw = getattr(self._local, "raw", None)
+        if raw is None:
+            raw = self.engine.raw_connection()
+            self._local.raw = raw
+            self._raw_connections.append(raw)
+        return raw
+
+    def _rollback(self, raw: Any) -> None:
+        try:
+            raw.rollback()
+        except Exception:
+            with contextlib.suppress(Exception):
+                raw.invalidate()
+            self._local.raw = None
+
+    def _transient_dbapi(self, exc: BaseException) -> bool:
+        text = str(exc).lower()
+        if any(marker in text for marker in _TRANSIENT_MARKERS):
+            return True
+        if self._pg:
+            import psycopg
+
+            if isinstance(exc, psycopg.OperationalError):
+                self._local.raw = None  # reconnect on the next try
+                return True
+        return False
+
+    def write(self, fn: Callable[[sa.Connection], T]) -> T:
+        """Run ``fn`` in one write transaction through SQLAlchemy (administrative writes)."""
         for attempt in range(1, MAX_TRIES + 1):
             try:
                 with self.engine.begin() as conn:
-                    return fn(SqlTransaction(conn, worker_id, self._now(conn)))
-            except StaleWriteError:
-                raise
+                    return fn(conn)
             except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
                 if attempt == MAX_TRIES or not self._transient(exc):
                     raise StoreError(f"the store failed: {exc.orig}") from exc
-            except sa.exc.DBAPIError as exc:
-                if attempt == MAX_TRIES or not self._transient(exc):
-                    raise
             time.sleep(min(0.01 * 2**attempt, 1.0) * random.uniform(0.5, 1.0))
         raise AssertionError("unreachable")
 
@@ -93,18 +178,19 @@ class SqlStore:
     def renew_leases(self, worker_id: str, lease: float) -> int:
         """Extend the leases of every task this worker holds; returns how many it holds."""
 
-        def renew(txn: SqlTransaction) -> int:
-            result = txn.conn.execute(
+        def renew(conn: sa.Connection) -> int:
+            now = self._now(conn)
+            result = conn.execute(
                 sa.update(t.tasks)
-                .where(t.tasks.c.worker_id == worker_id, t.tasks.c.lease_expires_at >= txn.now)
-                .values(lease_expires_at=txn.now + lease)
+                .where(t.tasks.c.worker_id == worker_id, t.tasks.c.lease_expires_at >= now)
+                .values(lease_expires_at=now + lease)
             )
-            txn.conn.execute(
-                sa.update(t.workers).where(t.workers.c.id == worker_id).values(heartbeat_at=txn.now)
+            conn.execute(
+                sa.update(t.workers).where(t.workers.c.id == worker_id).values(heartbeat_at=now)
             )
             return int(result.rowcount)
 
-        return self.transaction(renew, worker_id)
+        return self.write(renew)
 
     def next_due(self) -> float | None:
         """The earliest due time of any unclaimed task, as database epoch seconds."""
@@ -117,8 +203,8 @@ class SqlStore:
     def release_dead_workers_tasks(self, run_id: str, hostname: str, alive: Callable[[int], bool]) -> int:
         """Expire the leases a dead worker of this host held on the run's tasks."""
 
-        def release(txn: SqlTransaction) -> int:
-            holders = txn.conn.execute(
+        def release(conn: sa.Connection) -> int:
+            holders = conn.execute(
                 sa.select(t.workers.c.id, t.workers.c.pid)
                 .join(t.tasks, t.tasks.c.worker_id == t.workers.c.id)
                 .where(t.tasks.c.run_id == run_id, t.workers.c.hostname == hostname)
@@ -127,33 +213,31 @@ class SqlStore:
             dead = [worker for worker, pid in holders if not alive(pid)]
             if not dead:
                 return 0
-            result = txn.conn.execute(
+            result = conn.execute(
                 sa.update(t.tasks)
                 .where(t.tasks.c.run_id == run_id, t.tasks.c.worker_id.in_(dead))
                 .values(lease_expires_at=0.0)
             )
             return int(result.rowcount)
 
-        return self.transaction(release)
+        return self.write(release)
 
     def register_worker(self, worker_id: str, hostname: str, pid: int) -> None:
-        def register(txn: SqlTransaction) -> None:
-            txn.conn.execute(
+        def register(conn: sa.Connection) -> None:
+            conn.execute(
                 sa.insert(t.workers).values(
                     id=worker_id,
                     hostname=hostname,
                     pid=pid,
                     started_at=datetime.now(UTC),
-                    heartbeat_at=txn.now,
+                    heartbeat_at=self._now(conn),
                 )
             )
 
-        self.transaction(register, worker_id)
+        self.write(register)
 
     def deregister_worker(self, worker_id: str) -> None:
-        self.transaction(
-            lambda txn: txn.conn.execute(sa.delete(t.workers).where(t.workers.c.id == worker_id))
-        )
+        self.write(lambda conn: conn.execute(sa.delete(t.workers).where(t.workers.c.id == worker_id)))
 
     # -- reads ----------------------------------------------------------------------------
     def get_run(self, run_id: str) -> RunRecord | None:
@@ -228,8 +312,8 @@ class SqlStore:
     ) -> tuple[int, bool]:
         """Store a definition; a changed one becomes version N+1. Returns (version, created)."""
 
-        def save(txn: SqlTransaction) -> tuple[int, bool]:
-            conn, now = txn.conn, datetime.now(UTC)
+        def save(conn: sa.Connection) -> tuple[int, bool]:
+            now = datetime.now(UTC)
             latest = conn.execute(
                 sa.select(t.workflows.c.latest_version).where(t.workflows.c.id == workflow_id)
             ).scalar()
@@ -242,7 +326,12 @@ class SqlStore:
                 ).scalar()
                 if current == digest:
                     return int(latest), False
-            version = (latest or 0) + 1
+            highest = conn.execute(
+                sa.select(sa.func.max(t.workflow_versions.c.version)).where(
+                    t.workflow_versions.c.workflow_id == workflow_id
+                )
+            ).scalar()
+            version = (highest or 0) + 1
             conn.execute(
                 sa.insert(t.workflow_versions).values(
                     workflow_id=workflow_id,
@@ -270,7 +359,7 @@ class SqlStore:
                 )
             return version, True
 
-        return self.transaction(save)
+        return self.write(save)
 
     def get_workflow_version(
         self, workflow_id: str, version: int | None = None
@@ -330,17 +419,11 @@ class SqlStore:
     def delete_workflow(self, workflow_id: str) -> bool:
         """Delete a workflow and its versions; its runs stay (they carry their definition id)."""
 
-        def delete(txn: SqlTransaction) -> bool:
-            gone = txn.conn.execute(sa.delete(t.workflows).where(t.workflows.c.id == workflow_id))
-            txn.conn.execute(
-                sa.delete(t.workflow_versions).where(
-                    t.workflow_versions.c.workflow_id == workflow_id
-                )
-            )
+        def delete(conn: sa.Connection) -> bool:
+            # versions stay: runs pinned to them can still be shown, resumed and retried
+            gone = conn.execute(sa.delete(t.workflows).where(t.workflows.c.id == workflow_id))
             return bool(gone.rowcount)
 
-        return self.transaction(delete)
+        return self.write(delete)
 
 
-def unclaimed(tasks: Sequence[ClaimedTask]) -> list[str]:
-    return [task.task_id for task in tasks]

@@ -1,13 +1,16 @@
-"""The verbs of one store transaction (``engine.ports.Transaction``), over one connection."""
+"""The verbs of one engine transaction (``engine.ports.Transaction``) on a DBAPI connection.
+
+These statements are the per-block cost of the engine, so they go to the driver directly
+(``queries.py``); the rest of the store uses SQLAlchemy.
+"""
 
 from __future__ import annotations
 
-import time
+import contextlib
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
-
-import sqlalchemy as sa
 
 from flowforge.engine.ports import StaleWriteError
 from flowforge.engine.records import (
@@ -19,255 +22,286 @@ from flowforge.engine.records import (
     RunRecord,
     RunUpdate,
 )
-from flowforge.store import schema as t
+from flowforge.store import queries
 
-_INSERT_EVENTS = sa.insert(t.events)
-_INSERT_ATTEMPTS = sa.insert(t.block_runs)
-_UPDATE_ATTEMPT = (
-    sa.update(t.block_runs)
-    .where(
-        t.block_runs.c.run_id == sa.bindparam("b_run_id"),
-        t.block_runs.c.block_id == sa.bindparam("b_block_id"),
-        t.block_runs.c.attempt == sa.bindparam("b_attempt"),
-    )
-    .values(
-        status=sa.bindparam("status"),
-        output=sa.bindparam("output"),
-        error=sa.bindparam("error"),
-        finished_at=sa.bindparam("finished_at"),
-    )
-)
-_DELETE_TASK = sa.delete(t.tasks).where(
-    t.tasks.c.id == sa.bindparam("b_id"), t.tasks.c.token == sa.bindparam("b_token")
-)
-_INSERT_TASKS = sa.insert(t.tasks)
-_LAST_SEQ = sa.select(sa.func.max(t.events.c.seq)).where(t.events.c.run_id == sa.bindparam("r"))
+_RUN_FIELDS = ("status", "started_at", "finished_at", "outputs", "failure_reason")
+_JSON_FIELDS = frozenset({"outputs"})
 
 
-def utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes: they are UTC."""
+def utc(value: datetime | str | None) -> datetime | None:
+    """Timestamps come back naive (SQLite, as text): they are UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
 
 
-def run_from_row(row: Any) -> RunRecord:
-    return RunRecord(
-        run_id=row.id,
-        workflow_id=row.workflow_id,
-        workflow_version=row.workflow_version,
-        status=row.status,
-        parameters=row.parameters,
-        outputs=row.outputs,
-        failure_reason=row.failure_reason,
-        idempotency_key=row.idempotency_key,
-        created_at=utc(row.created_at),  # type: ignore[arg-type]
-        started_at=utc(row.started_at),
-        finished_at=utc(row.finished_at),
-    )
+class Dialect:
+    """How values cross the DBAPI boundary for one database."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.pg = name == "postgresql"
+        self.sql: dict[str, str] = {key: queries.render(key, name) for key in queries.SQL}
+        self.sql["claim_tasks_for_run"] = queries.render(
+            f"claim_tasks_{name}", name, "AND run_id = :run_id"
+        )
+        self.sql["claim_tasks"] = self.sql[f"claim_tasks_{name}"]
+        self.is_integrity_error: type[BaseException] = _integrity_error(name)
+
+    def json_in(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(value)
+
+    def json_out(self, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) and not self.pg else value
+
+    def time_in(self, value: datetime | None) -> Any:
+        if value is None or self.pg:
+            return value
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def event_from_row(row: Any) -> Event:
-    return Event(
-        run_id=row.run_id,
-        seq=row.seq,
-        type=row.type,
-        block_id=row.block_id,
-        data=row.data or {},
-        created_at=utc(row.created_at),
-    )
+def _integrity_error(name: str) -> type[BaseException]:
+    if name == "postgresql":
+        import psycopg
+
+        return psycopg.IntegrityError
+    import sqlite3
+
+    return sqlite3.IntegrityError
 
 
 class SqlTransaction:
-    """One open transaction; every method runs SQL on its connection."""
+    """One open transaction on a DBAPI connection."""
 
-    def __init__(self, conn: sa.Connection, worker_id: str, now: float) -> None:
-        self.conn = conn
+    def __init__(self, dbapi_connection: Any, dialect: Dialect, worker_id: str, now: float) -> None:
+        self.cursor = dbapi_connection.cursor()
+        self._connection = getattr(dbapi_connection, "driver_connection", dbapi_connection)
+        self.optimistic = False
+        self._buffer: list[str] | None = None
+        self._client: Any = None
+        if dialect.pg:
+            # PostgreSQL: the connection is in autocommit mode and the transaction is spelled
+            # out; writes are rendered client-side and sent together with COMMIT, so a block
+            # costs one round trip unless the transaction must read something first
+            import psycopg
+
+            self._client = psycopg.ClientCursor(self._connection)
+            self._buffer = ["BEGIN"]
+        self.dialect = dialect
         self.worker_id = worker_id
         self.now = now
-        """Database time (epoch seconds) for leases and due times in this transaction."""
+        """The host clock for SQLite; PostgreSQL statements read the server's clock instead."""
+
+    def batch(self) -> Any:
+        """Statements inside may be sent without waiting for each reply."""
+        return contextlib.nullcontext()
+
+    def _run(self, name: str, params: dict[str, Any]) -> Any:
+        if self._buffer is not None:
+            self.flush_buffer()
+        self.cursor.execute(self.dialect.sql[name], params)
+        return self.cursor
+
+    def _write(self, name: str, params: dict[str, Any]) -> None:
+        """A statement whose result nobody reads: buffered on PostgreSQL."""
+        if self._buffer is not None:
+            self._buffer.append(self._client.mogrify(self.dialect.sql[name], params))
+        else:
+            self.cursor.execute(self.dialect.sql[name], params)
+
+    def _many(self, name: str, rows: list[dict[str, Any]]) -> None:
+        if self._buffer is not None:
+            sql = self.dialect.sql[name]
+            self._buffer.extend(self._client.mogrify(sql, row) for row in rows)
+        elif len(rows) == 1:
+            self.cursor.execute(self.dialect.sql[name], rows[0])
+        elif rows:
+            self.cursor.executemany(self.dialect.sql[name], rows)
+
+    def flush_buffer(self, commit: bool = False) -> None:
+        """Send the buffered statements (and COMMIT) to PostgreSQL in one round trip."""
+        assert self._buffer is not None
+        if commit:
+            self._buffer.append("COMMIT")
+        if self._buffer:
+            self._client.execute(";\n".join(self._buffer))
+        self._buffer = [] if not commit else None
 
     def last_seq(self, run_id: str) -> int:
-        return self.conn.execute(_LAST_SEQ, {"r": run_id}).scalar() or 0
+        return int(self._run("last_seq", {"run_id": run_id}).fetchone()[0] or 0)
 
     def get_run(self, run_id: str) -> RunRecord | None:
-        row = self.conn.execute(sa.select(t.runs).where(t.runs.c.id == run_id)).first()
-        return run_from_row(row) if row else None
+        row = self._run("get_run", {"run_id": run_id}).fetchone()
+        if row is None:
+            return None
+        d = self.dialect
+        return RunRecord(
+            run_id=row[0],
+            workflow_id=row[1],
+            workflow_version=row[2],
+            status=row[3],
+            parameters=d.json_out(row[4]) or {},
+            outputs=d.json_out(row[5]),
+            failure_reason=row[6],
+            idempotency_key=row[7],
+            created_at=utc(row[8]),  # type: ignore[arg-type]
+            started_at=utc(row[9]),
+            finished_at=utc(row[10]),
+        )
 
     def run_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
-        query = (
-            sa.select(t.events)
-            .where(t.events.c.run_id == run_id, t.events.c.seq > after_seq)
-            .order_by(t.events.c.seq)
-        )
-        return [event_from_row(row) for row in self.conn.execute(query)]
+        rows = self._run("run_events", {"run_id": run_id, "after": after_seq}).fetchall()
+        d = self.dialect
+        return [Event(r[0], r[1], r[2], r[3], d.json_out(r[4]) or {}, utc(r[5])) for r in rows]
 
     def run_tasks(self, run_id: str) -> list[ClaimedTask]:
-        query = sa.select(t.tasks).where(t.tasks.c.run_id == run_id)
-        return [_task_from_row(row) for row in self.conn.execute(query)]
+        rows = self._run("run_tasks", {"run_id": run_id}).fetchall()
+        return [ClaimedTask(*row) for row in rows]
 
     def insert_run(self, run: NewRun) -> None:
-        self.conn.execute(
-            sa.insert(t.runs).values(
-                id=run.run_id,
-                workflow_id=run.workflow_id,
-                workflow_version=run.workflow_version,
-                status="queued",
-                parameters=run.parameters,
-                idempotency_key=run.idempotency_key,
-                created_at=run.created_at,
-            )
+        d = self.dialect
+        self._write(
+            "insert_run",
+            {
+                "id": run.run_id,
+                "workflow_id": run.workflow_id,
+                "workflow_version": run.workflow_version,
+                "parameters": d.json_in(run.parameters),
+                "idempotency_key": run.idempotency_key,
+                "created_at": d.time_in(run.created_at),
+            },
         )
 
     def update_run(self, update: RunUpdate) -> None:
-        values = {name: getattr(update, name) for name in update.fields}
-        self.conn.execute(sa.update(t.runs).where(t.runs.c.id == update.run_id).values(values))
+        fields = [name for name in _RUN_FIELDS if name in update.fields]
+        d = self.dialect
+        params: dict[str, Any] = {"run_id": update.run_id}
+        sets = []
+        for name in fields:
+            value = getattr(update, name)
+            if name in _JSON_FIELDS:
+                value = d.json_in(value)
+            elif isinstance(value, datetime) or name.endswith("_at"):
+                value = d.time_in(value)
+            params[name] = value
+            cast = "CAST(%(outputs)s AS JSONB)" if d.pg and name in _JSON_FIELDS else None
+            placeholder = (f"%({name})s" if d.pg else f":{name}") if cast is None else cast
+            sets.append(f"{name} = {placeholder}")
+        where = "%(run_id)s" if d.pg else ":run_id"
+        sql = f"UPDATE runs SET {', '.join(sets)} WHERE id = {where}"
+        if self._buffer is not None:
+            self._buffer.append(self._client.mogrify(sql, params))
+        else:
+            self.cursor.execute(sql, params)
 
     def append_events(self, events: Sequence[Event]) -> None:
-        if not events:
-            return
+        d = self.dialect
         rows = [
             {
                 "run_id": e.run_id,
                 "seq": e.seq,
                 "type": e.type,
                 "block_id": e.block_id,
-                "data": e.data,
-                "created_at": e.created_at,
+                "data": d.json_in(e.data),
+                "created_at": d.time_in(e.created_at),
             }
             for e in events
         ]
         try:
-            self.conn.execute(_INSERT_EVENTS, rows)
-        except sa.exc.IntegrityError as exc:
+            self._many("insert_event", rows)
+        except d.is_integrity_error as exc:
             raise StaleWriteError(f"run {events[0].run_id} changed concurrently") from exc
 
     def insert_tasks(self, tasks: Sequence[NewTask], lease: float) -> list[ClaimedTask]:
-        if not tasks:
-            return []
-        rows, claimed = [], []
-        for task in tasks:
-            due = task.due_at if task.due_at is not None else self.now + task.delay
-            owner = self.worker_id if task.claim else None
-            rows.append(
-                {
-                    "id": task.task_id,
-                    "run_id": task.run_id,
-                    "block_id": task.block_id,
-                    "attempt": task.attempt,
-                    "kind": task.kind,
-                    "due_at": due,
-                    "worker_id": owner,
-                    "lease_expires_at": self.now + lease if owner else None,
-                    "token": 1,
-                }
-            )
-            if task.claim:
-                claimed.append(
-                    ClaimedTask(task.task_id, task.run_id, task.kind, task.block_id, task.attempt, 1)
-                )
-        self.conn.execute(_INSERT_TASKS, rows)
-        return claimed
-
-    def claim_tasks(
-        self, limit: int, lease: float, run_id: str | None = None
-    ) -> list[ClaimedTask]:
-        """Claim up to ``limit`` due tasks that nobody holds (or whose lease expired)."""
-        if limit <= 0:
-            return []
-        now = self.now
-        due = sa.select(t.tasks.c.id).where(
-            t.tasks.c.due_at <= now,
-            sa.or_(t.tasks.c.worker_id.is_(None), t.tasks.c.lease_expires_at < now),
-        )
-        if run_id is not None:
-            due = due.where(t.tasks.c.run_id == run_id)
-        due = due.order_by(t.tasks.c.due_at).limit(limit)
-        if self.conn.dialect.name == "postgresql":
-            due = due.with_for_update(skip_locked=True)
-        query = (
-            sa.update(t.tasks)
-            .where(t.tasks.c.id.in_(due.scalar_subquery()))
-            .values(
-                worker_id=self.worker_id,
-                lease_expires_at=now + lease,
-                token=t.tasks.c.token + 1,
-            )
-            .returning(
-                t.tasks.c.id,
-                t.tasks.c.run_id,
-                t.tasks.c.kind,
-                t.tasks.c.block_id,
-                t.tasks.c.attempt,
-                t.tasks.c.token,
-            )
-        )
-        return [ClaimedTask(*row) for row in self.conn.execute(query)]
-
-    def finish_tasks(self, tasks: Sequence[ClaimedTask]) -> list[bool]:
-        if not tasks:
-            return []
-        if len(tasks) > 1:
-            params = [{"b_id": task.task_id, "b_token": task.token} for task in tasks]
-            if self.conn.execute(_DELETE_TASK, params).rowcount == len(tasks):
-                return [True] * len(tasks)
-        # some were stale (or a single task): check one by one
-        return [
-            self.conn.execute(_DELETE_TASK, {"b_id": task.task_id, "b_token": task.token}).rowcount
-            == 1
+        rows = [
+            {
+                "id": task.task_id,
+                "run_id": task.run_id,
+                "block_id": task.block_id,
+                "attempt": task.attempt,
+                "kind": task.kind,
+                "due_at": task.due_at,
+                "delay": task.delay,
+                "worker_id": self.worker_id if task.claim else None,
+                "lease": lease,
+                "now": self.now,
+            }
             for task in tasks
         ]
+        self._many("insert_task", rows)
+        return [
+            ClaimedTask(task.task_id, task.run_id, task.kind, task.block_id, task.attempt, 1)
+            for task in tasks
+            if task.claim
+        ]
+
+    def claim_tasks(self, limit: int, lease: float, run_id: str | None = None) -> list[ClaimedTask]:
+        if limit <= 0:
+            return []
+        name = "claim_tasks" if run_id is None else "claim_tasks_for_run"
+        params = {"worker_id": self.worker_id, "lease": lease, "now": self.now, "limit": limit,
+                  "run_id": run_id}
+        rows = self._run(name, params).fetchall()
+        return sorted((ClaimedTask(*row) for row in rows), key=lambda task: task.task_id)
+
+    def finish_tasks(self, tasks: Sequence[ClaimedTask]) -> list[bool]:
+        if self.optimistic and tasks:
+            # PostgreSQL pipeline: assume this worker still holds every task; if one is stale
+            # the statement fails, the whole transaction with it, and the store reruns it
+            # without optimism (one round trip per block instead of two).
+            self._write(
+                "delete_tasks_fenced",
+                {
+                    "ids": [task.task_id for task in tasks],
+                    "tokens": [task.token for task in tasks],
+                    "n": len(tasks),
+                },
+            )
+            return [True] * len(tasks)
+        held = []
+        for task in tasks:
+            self._run("delete_task", {"id": task.task_id, "token": task.token})
+            held.append(self.cursor.rowcount == 1)
+        return held
 
     def delete_run_tasks(self, run_id: str, task_ids: Sequence[str] | None = None) -> None:
-        query = sa.delete(t.tasks).where(t.tasks.c.run_id == run_id)
-        if task_ids is not None:
-            if not task_ids:
-                return
-            query = query.where(t.tasks.c.id.in_(list(task_ids)))
-        self.conn.execute(query)
+        if task_ids is None:
+            self._write("delete_run_tasks", {"run_id": run_id})
+        else:
+            self._many("delete_task_by_id", [{"run_id": run_id, "id": i} for i in task_ids])
 
     def write_attempts(
         self, inserts: Sequence[AttemptWrite], updates: Sequence[AttemptWrite]
     ) -> None:
-        if inserts:
-            self.conn.execute(
-                _INSERT_ATTEMPTS,
-                [
-                    {
-                        "run_id": a.run_id,
-                        "block_id": a.block_id,
-                        "attempt": a.attempt,
-                        "status": a.status,
-                        "output": a.output,
-                        "error": a.error,
-                        "worker_id": a.worker_id,
-                        "started_at": a.started_at,
-                        "finished_at": a.finished_at,
-                    }
-                    for a in inserts
-                ],
-            )
-        if updates:
-            self.conn.execute(
-                _UPDATE_ATTEMPT,
-                [
-                    {
-                        "b_run_id": a.run_id,
-                        "b_block_id": a.block_id,
-                        "b_attempt": a.attempt,
-                        "status": a.status,
-                        "output": a.output,
-                        "error": a.error,
-                        "finished_at": a.finished_at,
-                    }
-                    for a in updates
-                ],
-            )
-
-
-def _task_from_row(row: Any) -> ClaimedTask:
-    return ClaimedTask(row.id, row.run_id, row.kind, row.block_id, row.attempt, row.token)
-
-
-def wall_now() -> float:
-    return time.time()
+        d = self.dialect
+        self._many(
+            "insert_attempt",
+            [
+                {
+                    "run_id": a.run_id,
+                    "block_id": a.block_id,
+                    "attempt": a.attempt,
+                    "status": a.status,
+                    "worker_id": a.worker_id,
+                    "started_at": d.time_in(a.started_at),
+                }
+                for a in inserts
+            ],
+        )
+        self._many(
+            "update_attempt",
+            [
+                {
+                    "run_id": a.run_id,
+                    "block_id": a.block_id,
+                    "attempt": a.attempt,
+                    "status": a.status,
+                    "output": d.json_in(a.output),
+                    "error": d.json_in(a.error),
+                    "finished_at": d.time_in(a.finished_at),
+                }
+                for a in updates
+            ],
+        )

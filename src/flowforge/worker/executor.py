@@ -56,7 +56,7 @@ async def execute(
     except FlowforgeError as exc:
         return out.Errored(block.id, attempt, type(exc).__name__, _clean(str(exc), secrets),
                            retryable=False)
-    except Exception as exc:  # noqa: BLE001 - a user's block may raise anything
+    except Exception as exc:
         return out.Errored(block.id, attempt, type(exc).__name__, _clean(str(exc), secrets))
     if isinstance(result, Suspend):
         return out.Suspended(block.id, attempt, result.delay, result.due_at)

@@ -101,32 +101,25 @@ class Worker:
 
     async def transact(self, fn: Callable[[advance.Step], Any]) -> advance.Advanced:
         """One engine step in one store transaction; retried after a concurrent writer."""
-        while True:
-            slots = Slots(self.concurrency - len(self._running))
-
-            def body(txn: SqlTransaction) -> advance.Advanced:
-                step = advance.Step(txn, self.book, slots, self.lease)
+        def body(txn: SqlTransaction) -> advance.Advanced:
+            step = advance.Step(txn, self.book, Slots(self.concurrency - len(self._running)),
+                                self.lease)
+            try:
                 fn(step)
                 return step.finish()
+            except BaseException:
+                # the planner may have changed cached states the rollback undoes
+                self.book.forget(step.result.run_ids | step.touched)
+                raise
 
-            touched: set[str] = set()
+        while True:
             try:
                 result = await self.db(lambda: self.store.transaction(body, self.worker_id))
             except StaleWriteError:
-                self.book.forget(self._touched_runs(touched))
                 continue
-            except BaseException:
-                self.book.forget(list(self._all_cached_runs()))
-                raise
             self.transactions += 1
             self._dispatch(result)
             return result
-
-    def _touched_runs(self, touched: set[str]) -> list[str]:
-        return list(touched) or list(self._all_cached_runs())
-
-    def _all_cached_runs(self) -> list[str]:
-        return list(self.book._states)
 
     # -- the loop ---------------------------------------------------------------------------
     async def _loop(self) -> None:
@@ -141,7 +134,7 @@ class Worker:
                 return
             try:
                 await self._step()
-            except Exception:  # noqa: BLE001 - the loop must survive a failed step
+            except Exception:
                 log.exception("worker step failed; retrying")
                 await asyncio.sleep(0.5)
 
@@ -181,7 +174,7 @@ class Worker:
             for observer in self.observers:
                 try:
                     observer(event)
-                except Exception:  # noqa: BLE001 - an observer must not break the engine
+                except Exception:
                     log.exception("observer failed on %s", event.type)
 
     def _launch(self, task: ClaimedTask) -> None:
@@ -219,7 +212,7 @@ class Worker:
             if self._running:
                 try:
                     await self.db(lambda: self.store.renew_leases(self.worker_id, self.lease))
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("lease renewal failed")
 
     def wake(self, claim: bool = True) -> None:

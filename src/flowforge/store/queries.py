@@ -1,0 +1,99 @@
+"""The hot-path SQL, kept as data (one readable place), for both dialects.
+
+The engine's per-block transactions run these through the DBAPI connection directly: they are
+the statements a block costs, and SQLAlchemy's per-statement overhead would be most of that
+cost. Placeholders are ``:name``; ``{now}`` is the database's clock in epoch seconds (for
+SQLite, the host's clock passed as ``:now``: an SQLite file lives on one host); ``{json:x}``
+marks a JSON parameter.
+"""
+
+from __future__ import annotations
+
+import re
+
+SQL: dict[str, str] = {
+    "last_seq": "SELECT max(seq) FROM events WHERE run_id = :run_id",
+    "get_run": (
+        "SELECT id, workflow_id, workflow_version, status, parameters, outputs, failure_reason,"
+        " idempotency_key, created_at, started_at, finished_at FROM runs WHERE id = :run_id"
+    ),
+    "run_events": (
+        "SELECT run_id, seq, type, block_id, data, created_at FROM events"
+        " WHERE run_id = :run_id AND seq > :after ORDER BY seq"
+    ),
+    "run_tasks": (
+        "SELECT id, run_id, kind, block_id, attempt, token FROM tasks WHERE run_id = :run_id"
+    ),
+    "insert_run": (
+        "INSERT INTO runs (id, workflow_id, workflow_version, status, parameters,"
+        " idempotency_key, created_at)"
+        " VALUES (:id, :workflow_id, :workflow_version, 'queued', {json:parameters},"
+        " :idempotency_key, :created_at)"
+    ),
+    "insert_event": (
+        "INSERT INTO events (run_id, seq, type, block_id, data, created_at)"
+        " VALUES (:run_id, :seq, :type, :block_id, {json:data}, :created_at)"
+    ),
+    "insert_task": (
+        "INSERT INTO tasks (id, run_id, block_id, attempt, kind, due_at, worker_id,"
+        " lease_expires_at, token)"
+        " VALUES (:id, :run_id, :block_id, :attempt, :kind,"
+        " coalesce({float:due_at}, {now} + :delay), {text:worker_id},"
+        " CASE WHEN :worker_id IS NULL THEN NULL ELSE {now} + :lease END, 1)"
+    ),
+    "delete_task": "DELETE FROM tasks WHERE id = :id AND token = :token",
+    # PostgreSQL only: the fencing check of a pipelined transaction (see finish_tasks)
+    "delete_tasks_fenced": (
+        "WITH gone AS (DELETE FROM tasks t"
+        " USING unnest(CAST(:ids AS TEXT[]), CAST(:tokens AS INT[])) AS v(id, token)"
+        " WHERE t.id = v.id AND t.token = v.token RETURNING 1)"
+        " SELECT CAST(CASE WHEN count(*) = :n THEN '0' ELSE '"
+        + "stale fencing token" + "' END AS INT) FROM gone"
+    ),
+    "delete_run_tasks": "DELETE FROM tasks WHERE run_id = :run_id",
+    "delete_task_by_id": "DELETE FROM tasks WHERE run_id = :run_id AND id = :id",
+    "insert_attempt": (
+        "INSERT INTO block_runs (run_id, block_id, attempt, status, worker_id, started_at)"
+        " VALUES (:run_id, :block_id, :attempt, :status, :worker_id, :started_at)"
+    ),
+    "update_attempt": (
+        "UPDATE block_runs SET status = :status, output = {json:output}, error = {json:error},"
+        " finished_at = :finished_at"
+        " WHERE run_id = :run_id AND block_id = :block_id AND attempt = :attempt"
+    ),
+    "claim_tasks_sqlite": (
+        "UPDATE tasks SET worker_id = :worker_id, lease_expires_at = {now} + :lease,"
+        " token = token + 1"
+        " WHERE id IN (SELECT id FROM tasks WHERE due_at <= {now}"
+        " AND (worker_id IS NULL OR lease_expires_at < {now}) {run_filter}"
+        " ORDER BY due_at LIMIT :limit)"
+        " RETURNING id, run_id, kind, block_id, attempt, token"
+    ),
+    "claim_tasks_postgresql": (
+        "UPDATE tasks SET worker_id = :worker_id, lease_expires_at = {now} + :lease,"
+        " token = token + 1"
+        " WHERE id IN (SELECT id FROM tasks WHERE due_at <= {now}"
+        " AND (worker_id IS NULL OR lease_expires_at < {now}) {run_filter}"
+        " ORDER BY due_at LIMIT :limit FOR UPDATE SKIP LOCKED)"
+        " RETURNING id, run_id, kind, block_id, attempt, token"
+    ),
+}
+
+_PLACEHOLDER = re.compile(r"(?<!:):([a-z_]+)")
+_TYPED = re.compile(r"\{(json|float|text):([a-z_]+)\}")
+_PG_TYPES = {"json": "JSONB", "float": "DOUBLE PRECISION", "text": "TEXT"}
+
+
+def render(name: str, dialect: str, run_filter: str = "") -> str:
+    """The statement ``name`` in the DBAPI paramstyle of ``dialect``.
+
+    ``{json:x}``, ``{float:x}`` and ``{text:x}`` are parameters PostgreSQL must be told the type
+    of (a NULL or a JSON text); SQLite takes them as they are.
+    """
+    pg = dialect == "postgresql"
+    text = SQL[name].replace("{run_filter}", run_filter)
+    text = text.replace("{now}", "extract(epoch from now())" if pg else ":now")
+    if not pg:
+        return _TYPED.sub(r":\2", text)
+    text = _TYPED.sub(lambda m: f"CAST(:{m.group(2)} AS {_PG_TYPES[m.group(1)]})", text)
+    return _PLACEHOLDER.sub(r"%(\1)s", text)
