@@ -1,29 +1,23 @@
-"""WHERE state lives: the only package that imports SQLAlchemy."""
+"""WHERE state lives: every SQL statement of flowforge is in this package."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-
-from flowforge.store.schema import SCHEMA_REVISION
 from flowforge.store.sql_store import SqlStore
 
 __all__ = ["SqlStore", "open_store"]
 
 
 def open_store(url: str, *, sqlite_synchronous: str | None = None, migrate: bool = True) -> SqlStore:
-    """Open the store at ``url``, bringing its schema up to date first when ``migrate``."""
+    """Open the store at ``url``, creating or upgrading its schema first when ``migrate``.
+
+    A current schema costs one query; SQLAlchemy and Alembic are imported only when the schema
+    must be created or upgraded."""
     store = SqlStore(url, sqlite_synchronous=sqlite_synchronous)
-    if migrate and _revision(store.engine) != SCHEMA_REVISION:
-        from flowforge.store.migrate import upgrade  # Alembic is imported only when needed
+    if migrate:
+        from flowforge.store.revision import SCHEMA_REVISION
 
-        upgrade(store.engine)
+        if store.schema_revision() != SCHEMA_REVISION:
+            from flowforge.store.migrate import ensure_schema
+
+            ensure_schema(store.engine)
     return store
-
-
-def _revision(engine: sa.Engine) -> str | None:
-    try:
-        with engine.connect() as conn:
-            conn = conn.execution_options(flowforge_readonly=True)
-            return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-    except sa.exc.DBAPIError:
-        return None

@@ -35,6 +35,17 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
 
 
 def ensure_schema(engine: sa.Engine) -> None:
-    """Upgrade only when needed: a current schema costs one query, not an Alembic run."""
-    if current_revision(engine) != head_revision(engine):
-        upgrade(engine)
+    """Create the schema of an empty database, or upgrade an older one.
+
+    An empty database gets the current tables at once and is stamped with the head revision
+    (what Alembic recommends for new databases); an older one replays the migrations."""
+    current = current_revision(engine)
+    if current == head_revision(engine):
+        return
+    if current is None and not sa.inspect(engine).get_table_names():
+        from flowforge.store.schema import metadata
+
+        metadata.create_all(engine)
+        command.stamp(alembic_config(engine), "head")
+        return
+    upgrade(engine)

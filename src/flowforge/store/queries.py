@@ -61,6 +61,68 @@ SQL: dict[str, str] = {
         " finished_at = :finished_at"
         " WHERE run_id = :run_id AND block_id = :block_id AND attempt = :attempt"
     ),
+    # -- workers and leases
+    "register_worker": (
+        "INSERT INTO workers (id, hostname, pid, started_at, heartbeat_at)"
+        " VALUES (:id, :hostname, :pid, :started_at, {now})"
+    ),
+    "deregister_worker": "DELETE FROM workers WHERE id = :id",
+    "renew_leases": (
+        "UPDATE tasks SET lease_expires_at = {now} + :lease"
+        " WHERE worker_id = :worker_id AND lease_expires_at >= {now}"
+    ),
+    "worker_heartbeat": "UPDATE workers SET heartbeat_at = {now} WHERE id = :worker_id",
+    "run_task_holders": (
+        "SELECT DISTINCT w.id, w.pid FROM workers w JOIN tasks t ON t.worker_id = w.id"
+        " WHERE t.run_id = :run_id AND w.hostname = :hostname"
+    ),
+    "expire_worker_leases": (
+        "UPDATE tasks SET lease_expires_at = 0 WHERE run_id = :run_id AND worker_id = :worker_id"
+    ),
+    "next_due": "SELECT min(due_at) FROM tasks WHERE worker_id IS NULL",
+    # -- runs (reads)
+    "run_by_idempotency_key": (
+        "SELECT id FROM runs WHERE workflow_id = :workflow_id AND idempotency_key = :key"
+    ),
+    "list_runs": (
+        "SELECT id FROM runs WHERE ({text:workflow_id} IS NULL OR workflow_id = {text:workflow_id})"
+        " AND ({text:status} IS NULL OR status = {text:status})"
+        " ORDER BY created_at DESC, id LIMIT :limit"
+    ),
+    "run_attempts": (
+        "SELECT run_id, block_id, attempt, status, output, error, worker_id, started_at,"
+        " finished_at FROM block_runs WHERE run_id = :run_id ORDER BY block_id, attempt"
+    ),
+    # -- workflows
+    "workflow_latest": "SELECT latest_version FROM workflows WHERE id = :id",
+    "workflow_highest": "SELECT max(version) FROM workflow_versions WHERE workflow_id = :id",
+    "workflow_digest": (
+        "SELECT digest FROM workflow_versions WHERE workflow_id = :id AND version = :version"
+    ),
+    "workflow_definition": (
+        "SELECT definition FROM workflow_versions WHERE workflow_id = :id AND version = :version"
+    ),
+    "insert_workflow_version": (
+        "INSERT INTO workflow_versions (workflow_id, version, definition, digest, created_at)"
+        " VALUES (:id, :version, {json:definition}, :digest, :created_at)"
+    ),
+    "insert_workflow": (
+        "INSERT INTO workflows (id, latest_version, title, created_at, updated_at)"
+        " VALUES (:id, :version, :title, :created_at, :created_at)"
+    ),
+    "update_workflow": (
+        "UPDATE workflows SET latest_version = :version, title = :title, updated_at = :created_at"
+        " WHERE id = :id"
+    ),
+    "list_workflows": (
+        "SELECT id, title, latest_version, created_at, updated_at FROM workflows ORDER BY id"
+    ),
+    "list_versions": (
+        "SELECT version, digest, created_at FROM workflow_versions WHERE workflow_id = :id"
+        " ORDER BY version"
+    ),
+    "delete_workflow": "DELETE FROM workflows WHERE id = :id",
+    "schema_revision": "SELECT version_num FROM alembic_version",
     "claim_tasks_sqlite": (
         "UPDATE tasks SET worker_id = :worker_id, lease_expires_at = {now} + :lease,"
         " token = token + 1"

@@ -125,6 +125,3 @@ workers = sa.Table(
     sa.Column("started_at", Timestamp, nullable=False),
     sa.Column("heartbeat_at", sa.Float, nullable=False),
 )
-
-SCHEMA_REVISION = "0001"
-"""The Alembic head this code expects; a test keeps it equal to the migrations' head."""

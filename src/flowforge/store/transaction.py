@@ -129,6 +129,18 @@ class SqlTransaction:
             self._client.execute(";\n".join(self._buffer))
         self._buffer = [] if not commit else None
 
+    def rows(self, name: str, params: dict[str, Any]) -> list[Any]:
+        """Run a named query and return its rows (store-internal)."""
+        return list(self._run(name, params).fetchall())
+
+    def execute(self, name: str, params: dict[str, Any]) -> int:
+        """Run a named statement now and return its row count (store-internal)."""
+        return int(self._run(name, params).rowcount)
+
+    def write_later(self, name: str, params: dict[str, Any]) -> None:
+        """Run a named statement whose result nobody reads (buffered on PostgreSQL)."""
+        self._write(name, params)
+
     def last_seq(self, run_id: str) -> int:
         return int(self._run("last_seq", {"run_id": run_id}).fetchone()[0] or 0)
 
