@@ -6,10 +6,10 @@ W3 40 tasks  40 sequential blocks, each adds naive fibo(10) to its input -> 2200
 
 Every step is a ``python`` block, as in the peers. ``mode="async"`` uses ``async def`` functions
 (they run on the worker's event loop); ``mode="sync"`` uses plain functions (each attempt runs in
-a thread via ``asyncio.to_thread``). Blocks are added with ``wf.add`` so that many blocks can share
-one function; the functions are also registered as the workflow's callables through one
-``@wf.block``-free path: the worker resolves ``"module:qualname"`` from ``sys.modules``, which
-already holds this module.
+a thread via ``asyncio.to_thread``). Blocks are added with ``wf.add`` (``@wf.block`` takes the block
+id from the function's name and its inputs from its parameter names, so it cannot declare 100
+blocks sharing one function); their ``function`` is ``"module:qualname"``, which the worker
+resolves from ``sys.modules`` (this module is already imported).
 
 The run's result is the workflow output ``result``.
 """
@@ -17,9 +17,10 @@ The run's result is the workflow output ``result``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flowforge import Workflow
+if TYPE_CHECKING:  # imported in build(): bench/run.py reads this module without flowforge
+    from flowforge import Workflow
 
 EXPECTED = {"W1": 100, "W2": 125250, "W3": 2200}
 CHAIN, FANOUT, FIB_STEPS = 100, 500, 40
@@ -73,8 +74,13 @@ def fib_step_sync(x: int) -> int:
 
 FUNCTIONS: dict[str, dict[str, Callable[..., Any]]] = {
     "async": {"first": first, "inc": inc, "part": part, "join": join, "fib": fib_step},
-    "sync": {"first": first_sync, "inc": inc_sync, "part": part_sync, "join": join_sync,
-             "fib": fib_step_sync},
+    "sync": {
+        "first": first_sync,
+        "inc": inc_sync,
+        "part": part_sync,
+        "join": join_sync,
+        "fib": fib_step_sync,
+    },
 }
 
 
@@ -91,6 +97,8 @@ def _python(block_id: str, fn: Callable[..., Any], **args: Any) -> dict[str, Any
 
 
 def w1(mode: str = "async") -> Workflow:
+    from flowforge import Workflow
+
     f = FUNCTIONS[mode]
     wf = Workflow(f"bench-w1-{mode}", outputs={"result": out(f"s{CHAIN - 1}")})
     wf.add(_python("s0", f["first"]))
@@ -100,6 +108,8 @@ def w1(mode: str = "async") -> Workflow:
 
 
 def w2(mode: str = "async") -> Workflow:
+    from flowforge import Workflow
+
     f = FUNCTIONS[mode]
     wf = Workflow(f"bench-w2-{mode}", outputs={"result": out("join")})
     wf.add(_python("start", f["first"]))
@@ -111,6 +121,8 @@ def w2(mode: str = "async") -> Workflow:
 
 
 def w3(mode: str = "async") -> Workflow:
+    from flowforge import Workflow
+
     f = FUNCTIONS[mode]
     wf = Workflow(f"bench-w3-{mode}", outputs={"result": out(f"f{FIB_STEPS - 1}")})
     wf.add(_python("f0", f["fib"], x=0))
@@ -130,12 +142,15 @@ def build(workload: str, mode: str = "async") -> Workflow:
 def w3_yaml(module: str = "fibo_steps") -> str:
     """W3 as a definition file: 40 python blocks calling ``<module>:step`` (sync, like a user
     script would write it), the module placed next to the file."""
-    lines = ["id: bench-w3-cli", "outputs:", f"  result: \"{out(f'f{FIB_STEPS - 1}')}\"",
-             "blocks:"]
+    lines = ["id: bench-w3-cli", "outputs:", f'  result: "{out(f"f{FIB_STEPS - 1}")}"', "blocks:"]
     for i in range(FIB_STEPS):
-        x = "0" if i == 0 else f"\"{out(f'f{i - 1}')}\""
-        lines += [f"  - id: f{i}", "    type: python", f"    function: {module}:step",
-                  f"    args: {{x: {x}}}"]
+        x = "0" if i == 0 else f'"{out(f"f{i - 1}")}"'
+        lines += [
+            f"  - id: f{i}",
+            "    type: python",
+            f"    function: {module}:step",
+            f"    args: {{x: {x}}}",
+        ]
     return "\n".join(lines) + "\n"
 
 

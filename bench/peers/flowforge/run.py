@@ -83,13 +83,20 @@ def main() -> None:
     assert value == workloads.EXPECTED[a.workload], value
     blocks = workloads.BLOCKS[a.workload]
     suffix = "" if a.mode == "async" else "-sync"
-    print(json.dumps({
-        "peer": f"flowforge-{a.db}{suffix}", "workload": a.workload,
-        "import_s": round(T_IMP - T0, 4), "setup_s": round(t_setup - t_setup0, 4),
-        "run_s": round(t_run - t_setup, 5), "result": value,
-        "txn_per_block": None if transactions is None else round(transactions / blocks, 4),
-        "transactions": transactions,
-    }))
+    print(
+        json.dumps(
+            {
+                "peer": f"flowforge-{a.db}{suffix}",
+                "workload": a.workload,
+                "import_s": round(T_IMP - T0, 4),
+                "setup_s": round(t_setup - t_setup0, 4),
+                "run_s": round(t_run - t_setup, 5),
+                "result": value,
+                "txn_per_block": None if transactions is None else round(transactions / blocks, 4),
+                "transactions": transactions,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -51,7 +51,14 @@ def problem_lines(error: Any, source: str | None = None) -> list[str]:
     """``order.yaml: blocks[2].depends_on[0] (line 14): unknown block 'fecth'``, one a problem."""
     where = getattr(error, "source", None) or source
     prefix = f"{where}: " if where else ""
-    return [f"{prefix}{problem}" for problem in error.problems]
+    return [f"{prefix}{_problem(problem)}" for problem in error.problems]
+
+
+def _problem(problem: Any) -> str:
+    where = problem.location
+    if problem.line is not None:
+        where = f"{where} (line {problem.line})" if where else f"line {problem.line}"
+    return f"{where}: {problem.message}" if where else problem.message
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

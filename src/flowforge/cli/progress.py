@@ -130,6 +130,10 @@ class PlainProgress:
     def start(self) -> None:
         pass
 
+    def note(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
     def __call__(self, event: Any) -> None:
         if not self.board.apply(event):
             return
@@ -182,6 +186,9 @@ class LiveProgress:
     def start(self) -> None:
         self.live.start()
 
+    def note(self, text: str) -> None:
+        self.live.console.print(text, markup=False, highlight=False)
+
     def __call__(self, event: Any) -> None:
         self.board.apply(event)
 
@@ -208,7 +215,7 @@ class LiveProgress:
             for line in board.blocks.values():
                 grid.add_row(line.block_id, line.type, Text(line.status, STYLES[line.status]
                              if line.status in STYLES else ""), str(line.attempt or ""),
-                             line.elapsed(now), Text(line.note, "red" if line.note else ""))
+                             line.elapsed(now), Text(line.note, "red" if line.status in ("failed", "retrying") else "dim"))
             counts = "  ".join(f"{n} {s}" for s, n in sorted(board.counts().items()))
         return Group(title, grid, Text(counts, "dim"))
 

@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from flowforge.definition.models import RetryPolicy
 
 
+JITTER = 0.2
+"""With ``jitter``, a delay grows by a random fraction of itself up to this."""
+
+
 @dataclass(frozen=True, slots=True)
 class RetryDecision:
     """Retry after ``delay`` seconds."""
@@ -19,12 +23,14 @@ def backoff_delay(policy: RetryPolicy, failures: int, rng: random.Random | None 
     """Delay before the attempt that follows the ``failures``-th failed attempt.
 
     ``initial_interval * backoff_coefficient ** (failures - 1)``, capped at ``max_interval``;
-    with jitter, a uniform draw between half and all of it (never above the cap).
+    with jitter, up to ``JITTER`` more (never above the cap). Jitter only adds: a user who sets
+    ``initial_interval: 10s`` because the other side needs 10 seconds never gets 5.
     """
     base = policy.initial_interval * policy.backoff_coefficient ** max(failures - 1, 0)
     delay = min(base, policy.max_interval)
     if policy.jitter and delay > 0:
-        delay = (rng or random).uniform(delay / 2, delay)
+        spread = (rng or random).uniform(delay, delay * (1 + JITTER))
+        delay = min(spread, policy.max_interval)
     return delay
 
 

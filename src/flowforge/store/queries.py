@@ -42,11 +42,10 @@ SQL: dict[str, str] = {
         " CASE WHEN :worker_id IS NULL THEN NULL ELSE {now} + :lease END, 1)"
     ),
     "delete_task": "DELETE FROM tasks WHERE id = :id AND token = :token",
-    # PostgreSQL only: the fencing check of a pipelined transaction (see finish_tasks)
+    # PostgreSQL only: the fencing check of a buffered transaction (see finish_tasks);
+    # {pairs} is a list of (id, token) literals
     "delete_tasks_fenced": (
-        "WITH gone AS (DELETE FROM tasks t"
-        " USING unnest(CAST(:ids AS TEXT[]), CAST(:tokens AS INT[])) AS v(id, token)"
-        " WHERE t.id = v.id AND t.token = v.token RETURNING 1)"
+        "WITH gone AS (DELETE FROM tasks WHERE (id, token) IN ({pairs}) RETURNING 1)"
         " SELECT CAST(CASE WHEN count(*) = :n THEN '0' ELSE '"
         + "stale fencing token" + "' END AS INT) FROM gone"
     ),

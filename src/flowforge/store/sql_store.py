@@ -100,6 +100,8 @@ class SqlStore:
                 if STALE_TOKEN in str(exc):
                     optimistic = False  # a stale task in the batch: redo it checked
                     continue
+                if _is_event_conflict(exc):
+                    raise StaleWriteError("the run changed concurrently") from exc
                 if attempt == MAX_TRIES or not self._transient(exc):
                     raise StoreError(f"the store failed: {exc}") from exc
             except BaseException:
@@ -280,6 +282,12 @@ class SqlStore:
         resumed and retried, and re-applying it continues the version numbers."""
         return bool(self.transaction(lambda txn: txn.execute("delete_workflow",
                                                              {"id": workflow_id})))
+
+
+def _is_event_conflict(exc: BaseException) -> bool:
+    """Another writer appended the same (run_id, seq): the run moved on under us."""
+    text = str(exc)
+    return "pk_events" in text or "events.run_id, events.seq" in text
 
 
 def _scalar(rows: list[Any]) -> Any:

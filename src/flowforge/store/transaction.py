@@ -263,14 +263,11 @@ class SqlTransaction:
             # PostgreSQL pipeline: assume this worker still holds every task; if one is stale
             # the statement fails, the whole transaction with it, and the store reruns it
             # without optimism (one round trip per block instead of two).
-            self._write(
-                "delete_tasks_fenced",
-                {
-                    "ids": [task.task_id for task in tasks],
-                    "tokens": [task.token for task in tasks],
-                    "n": len(tasks),
-                },
-            )
+            mogrify = self._client.mogrify
+            pairs = ", ".join(mogrify("(%s, %s)", (task.task_id, task.token)) for task in tasks)
+            sql = self.dialect.sql["delete_tasks_fenced"].replace("{pairs}", pairs)
+            assert self._buffer is not None
+            self._buffer.append(mogrify(sql, {"n": len(tasks)}))
             return [True] * len(tasks)
         held = []
         for task in tasks:

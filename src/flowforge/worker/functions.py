@@ -17,11 +17,21 @@ class FunctionResolver:
     directory and the workflow file's directory."""
 
     def __init__(self, callables: Mapping[str, Callable[..., Any]], source_dir: Path | None) -> None:
-        self._callables = {
-            f"{fn.__module__}:{fn.__qualname__}": fn for fn in callables.values()
-        }
+        self._by_block = dict(callables)
+        self._callables = {reference_of(fn): fn for fn in callables.values()}
         self._source_dir = source_dir
         self._cache: dict[str, Callable[..., Any]] = {}
+
+    def for_block(self, block_id: str) -> Callable[[str], Callable[..., Any]]:
+        """The resolver of one block: its own function first.
+
+        Functions made in a loop or a factory share one ``module:qualname``; the block id tells
+        them apart."""
+        own = self._by_block.get(block_id)
+        if own is None:
+            return self
+        own_reference = reference_of(own)
+        return lambda reference: own if reference == own_reference else self(reference)
 
     def __call__(self, reference: str) -> Callable[..., Any]:
         fn = self._cache.get(reference) or self._callables.get(reference)
@@ -52,3 +62,8 @@ class FunctionResolver:
         if not callable(target):
             raise NonRetryableError(f"'{reference}' is not callable", error_type="FunctionNotFound")
         return target  # type: ignore[no-any-return]
+
+
+def reference_of(fn: Callable[..., Any]) -> str:
+    """The "module:qualname" reference of a function, as the Python API writes it."""
+    return f"{fn.__module__}:{fn.__qualname__}"

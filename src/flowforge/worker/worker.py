@@ -189,7 +189,7 @@ class Worker:
         workflow = self.book.workflow(state.workflow_id, state.workflow_version)
         try:
             outcome = await execute(workflow.blocks[block_id], state, task.attempt,
-                                    self._resolver(state))
+                                    self._resolver(state).for_block(block_id))
         except asyncio.CancelledError:
             return  # canceled by the run (its task is gone) or by shutdown (the lease expires)
         finally:
