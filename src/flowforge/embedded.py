@@ -105,8 +105,9 @@ class Engine:
     ) -> RunResult:
         """Validate, run to the end in this process, and return the run record."""
         return asyncio.run(
-            self.run_async(workflow, params, from_strings=from_strings,
-                           idempotency_key=idempotency_key)
+            self.run_async(
+                workflow, params, from_strings=from_strings, idempotency_key=idempotency_key
+            )
         )
 
     async def run_async(
@@ -127,8 +128,9 @@ class Engine:
             existing = self.store.find_run_by_idempotency_key(workflow.id, idempotency_key)
             if existing is not None:
                 return self.get(existing.run_id)
-        run = NewRun(new_run_id(), workflow.id, version, parameters, idempotency_key,
-                     datetime.now(UTC))
+        run = NewRun(
+            new_run_id(), workflow.id, version, parameters, idempotency_key, datetime.now(UTC)
+        )
         async with self._worker() as worker:
             done = self._watch(run.run_id, worker)
             await worker.transact(lambda step: advance.create_run(step, run, compiled, True))
@@ -167,8 +169,9 @@ class Engine:
         state = replay(workflow, record, self.store.run_events(run_id), [])
         return build_result(record, workflow, state, self.store.run_attempts(run_id))
 
-    def list(self, workflow_id: str | None = None, status: str | None = None,
-             limit: int = 50) -> list[RunResult]:
+    def list(
+        self, workflow_id: str | None = None, status: str | None = None, limit: int = 50
+    ) -> list[RunResult]:
         return [self.get(r.run_id) for r in self.store.list_runs(workflow_id, status, limit)]
 
     def events(self, run_id: str, after_seq: int = 0) -> list[Event]:
@@ -252,8 +255,9 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def run(workflow: Workflow, params: Mapping[str, Any] | None = None, *,
-        database_url: str | None = None) -> RunResult:
+def run(
+    workflow: Workflow, params: Mapping[str, Any] | None = None, *, database_url: str | None = None
+) -> RunResult:
     """Run ``workflow`` to the end on the embedded store (or ``database_url``)."""
     with Engine(database_url) as engine:
         return engine.run(workflow, params)

@@ -117,9 +117,9 @@ class RetryLater(BlockError):
         self.delay = delay
 
 
-class Cancelled(BaseException):  # noqa: N818 - a control signal, not an error
+class Cancelled(BaseException):
     """The block was asked to stop: run canceled, terminated, timed out or failed fast."""
 
 
-class LeaseLost(BaseException):  # noqa: N818 - a control signal, not an error
+class LeaseLost(BaseException):
     """This worker's lease on the task expired and another worker may hold it now."""

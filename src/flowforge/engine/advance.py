@@ -197,7 +197,10 @@ def _claimed_block(step: Step, planner: Planner, state: RunState, task: ClaimedT
         step.txn.finish_tasks([task])
         planner.apply([out.WorkerLost(task.block_id or "", task.attempt)])
         return
-    if bs.status not in (BlockStatus.PENDING, BlockStatus.RETRYING) or state.status != RunStatus.RUNNING:
+    if (
+        bs.status not in (BlockStatus.PENDING, BlockStatus.RETRYING)
+        or state.status != RunStatus.RUNNING
+    ):
         if state.status != RunStatus.PAUSED:
             step.txn.finish_tasks([task])
         return
@@ -238,8 +241,11 @@ def _retry(step: Step, workflow: CompiledWorkflow, state: RunState, planner: Pla
     state.status, state.finished_at, state.outputs = RunStatus.RUNNING, None, None
     step.journal.event(state, "run.retried", None, {})
     step.txn.update_run(
-        RunUpdate(state.run_id, RunStatus.RUNNING, fields=("status", "finished_at", "outputs",
-                                                             "failure_reason"))
+        RunUpdate(
+            state.run_id,
+            RunStatus.RUNNING,
+            fields=("status", "finished_at", "outputs", "failure_reason"),
+        )
     )
     planner.recompute()
 

@@ -64,7 +64,12 @@ class Journal:
         bs = state.blocks[block_id]
         if bs.status != BlockStatus.RUNNING:
             state.running += 0 if bs.queued else 1
-        bs.status, bs.queued, bs.started_at, bs.attempt = BlockStatus.RUNNING, False, self.now, attempt
+        bs.status, bs.queued, bs.started_at, bs.attempt = (
+            BlockStatus.RUNNING,
+            False,
+            self.now,
+            attempt,
+        )
         self.attempt_inserts.append(
             AttemptWrite(
                 state.run_id,
@@ -77,7 +82,9 @@ class Journal:
         )
         self.event(state, "block.started", block_id, {"attempt": attempt})
 
-    def write(self, workflow: CompiledWorkflow, state: RunState, commands: Sequence[cmd.Command]) -> None:
+    def write(
+        self, workflow: CompiledWorkflow, state: RunState, commands: Sequence[cmd.Command]
+    ) -> None:
         for command in commands:
             self._write_one(workflow, state, command)
 
@@ -85,8 +92,14 @@ class Journal:
         run_id = state.run_id
         if isinstance(c, cmd.ReadyBlock):
             claim = self.slots.free > 0
-            task = NewTask(block_task_id(run_id, c.block_id), run_id, TaskKind.BLOCK, c.block_id,
-                           c.attempt, claim=claim)
+            task = NewTask(
+                block_task_id(run_id, c.block_id),
+                run_id,
+                TaskKind.BLOCK,
+                c.block_id,
+                c.attempt,
+                claim=claim,
+            )
             self.tasks.append(task)
             if claim:
                 self.slots.free -= 1
@@ -104,20 +117,42 @@ class Journal:
         elif isinstance(c, cmd.ScheduleRetry):
             self._finish_attempt(state, c.block_id, c.attempt, "failed", error=c.error)
             self.tasks.append(
-                NewTask(block_task_id(run_id, c.block_id), run_id, TaskKind.BLOCK, c.block_id,
-                        c.next_attempt, delay=c.delay)
+                NewTask(
+                    block_task_id(run_id, c.block_id),
+                    run_id,
+                    TaskKind.BLOCK,
+                    c.block_id,
+                    c.next_attempt,
+                    delay=c.delay,
+                )
             )
-            data = {"attempt": c.attempt, "error": c.error, "next_attempt": c.next_attempt,
-                    "delay": round(c.delay, 3), "lost": c.lost}
+            data = {
+                "attempt": c.attempt,
+                "error": c.error,
+                "next_attempt": c.next_attempt,
+                "delay": round(c.delay, 3),
+                "lost": c.lost,
+            }
             self.event(state, c.event, c.block_id, data)
         elif isinstance(c, cmd.SuspendBlock):
             self._finish_attempt(state, c.block_id, c.attempt, "waiting")
             self.tasks.append(
-                NewTask(timer_task_id(run_id, c.block_id), run_id, TaskKind.TIMER, c.block_id,
-                        c.attempt, delay=c.delay or 0.0, due_at=c.due_at)
+                NewTask(
+                    timer_task_id(run_id, c.block_id),
+                    run_id,
+                    TaskKind.TIMER,
+                    c.block_id,
+                    c.attempt,
+                    delay=c.delay or 0.0,
+                    due_at=c.due_at,
+                )
             )
-            self.event(state, c.event, c.block_id, {"attempt": c.attempt, "due_at": c.due_at,
-                                                    "delay": c.delay})
+            self.event(
+                state,
+                c.event,
+                c.block_id,
+                {"attempt": c.attempt, "due_at": c.due_at, "delay": c.delay},
+            )
         elif isinstance(c, cmd.SkipBlock):
             self.event(state, c.event, c.block_id, {"reason": c.reason})
         elif isinstance(c, cmd.CancelBlock):
@@ -128,34 +163,62 @@ class Journal:
             self.canceled.append((run_id, c.block_id))
             self.event(state, c.event, c.block_id, {"attempt": c.attempt})
         elif isinstance(c, cmd.StartRun):
-            self.txn.update_run(RunUpdate(run_id, RunStatus.RUNNING, started_at=state.started_at,
-                                          fields=("status", "started_at")))
+            self.txn.update_run(
+                RunUpdate(
+                    run_id,
+                    RunStatus.RUNNING,
+                    started_at=state.started_at,
+                    fields=("status", "started_at"),
+                )
+            )
             timeout = workflow.spec.settings.timeout
             if timeout:
-                self.tasks.append(NewTask(deadline_task_id(run_id), run_id, TaskKind.DEADLINE,
-                                          delay=timeout))
+                self.tasks.append(
+                    NewTask(deadline_task_id(run_id), run_id, TaskKind.DEADLINE, delay=timeout)
+                )
             self.event(state, c.event, None, {})
         elif isinstance(c, cmd.FinishRun):
             self._finish_run(state, c)
 
-    def _finish_attempt(self, state: RunState, block_id: str, attempt: int, status: str,
-                        output: Any = None, error: dict[str, Any] | None = None) -> None:
+    def _finish_attempt(
+        self,
+        state: RunState,
+        block_id: str,
+        attempt: int,
+        status: str,
+        output: Any = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
         if attempt > 0:
-            self.attempt_updates.append(AttemptWrite(state.run_id, block_id, attempt, status,
-                                                     output=output, error=error,
-                                                     finished_at=self.now))
+            self.attempt_updates.append(
+                AttemptWrite(
+                    state.run_id,
+                    block_id,
+                    attempt,
+                    status,
+                    output=output,
+                    error=error,
+                    finished_at=self.now,
+                )
+            )
 
     def _finish_run(self, state: RunState, c: cmd.FinishRun) -> None:
         run_id = state.run_id
         self.flush_tasks()
         self.txn.delete_run_tasks(run_id)
         self.txn.update_run(
-            RunUpdate(run_id, c.status, finished_at=state.finished_at, outputs=c.outputs,
-                      failure_reason=c.failure_reason,
-                      fields=("status", "finished_at", "outputs", "failure_reason"))
+            RunUpdate(
+                run_id,
+                c.status,
+                finished_at=state.finished_at,
+                outputs=c.outputs,
+                failure_reason=c.failure_reason,
+                fields=("status", "finished_at", "outputs", "failure_reason"),
+            )
         )
-        data: dict[str, Any] = {"outputs": c.outputs} if c.status == "completed" else {
-            "reason": c.failure_reason}
+        data: dict[str, Any] = (
+            {"outputs": c.outputs} if c.status == "completed" else {"reason": c.failure_reason}
+        )
         self.event(state, f"run.{c.status}", None, data)
 
     def flush_tasks(self) -> None:

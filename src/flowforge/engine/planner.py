@@ -109,7 +109,10 @@ class Planner:
             output = outcome.output if isinstance(outcome, out.Succeeded) else None
             self._release_slot(bs)
             bs.status, bs.output, bs.error, bs.finished_at = (
-                BlockStatus.COMPLETED, output, None, self.now
+                BlockStatus.COMPLETED,
+                output,
+                None,
+                self.now,
             )
             self.commands.append(cmd.CompleteBlock(block_id, bs.attempt, output))
             self._final(block_id, bs)

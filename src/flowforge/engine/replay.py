@@ -85,15 +85,24 @@ def _apply(state: RunState, event: Event) -> None:
     kind = event.type
     if kind == "block.started":
         bs.status, bs.attempt, bs.queued, bs.started_at = (
-            BlockStatus.RUNNING, data["attempt"], False, at
+            BlockStatus.RUNNING,
+            data["attempt"],
+            False,
+            at,
         )
     elif kind == "block.completed":
         bs.status, bs.output, bs.error, bs.finished_at = (
-            BlockStatus.COMPLETED, data.get("output"), None, at
+            BlockStatus.COMPLETED,
+            data.get("output"),
+            None,
+            at,
         )
     elif kind == "block.failed":
         bs.status, bs.error, bs.output, bs.finished_at = (
-            BlockStatus.FAILED, data.get("error"), None, at
+            BlockStatus.FAILED,
+            data.get("error"),
+            None,
+            at,
         )
         bs.attempt = data.get("attempt", bs.attempt)
         bs.tolerated = bool(data.get("tolerated"))
@@ -101,7 +110,11 @@ def _apply(state: RunState, event: Event) -> None:
         if not bs.tolerated and state.failure_reason is None:
             state.failure_reason = failure_reason(event.block_id, bs.error or {})
     elif kind == "block.retrying":
-        bs.status, bs.error, bs.attempt = BlockStatus.RETRYING, data.get("error"), data["next_attempt"]
+        bs.status, bs.error, bs.attempt = (
+            BlockStatus.RETRYING,
+            data.get("error"),
+            data["next_attempt"],
+        )
         if not data.get("lost"):
             bs.failures += 1
     elif kind == "block.waiting":
@@ -119,5 +132,9 @@ def _reset_unfinished(state: RunState) -> None:
     for bs in state.blocks.values():
         if bs.status in (BlockStatus.FAILED, BlockStatus.CANCELED, BlockStatus.SKIPPED):
             bs.status, bs.output, bs.error, bs.tolerated, bs.failures = (
-                BlockStatus.PENDING, None, None, False, 0
+                BlockStatus.PENDING,
+                None,
+                None,
+                False,
+                0,
             )

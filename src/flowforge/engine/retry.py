@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from flowforge.definition.models import RetryPolicy
 
-
 JITTER = 0.2
 """With ``jitter``, a delay grows by a random fraction of itself up to this."""
 

@@ -7,7 +7,9 @@ from flowforge.store.sql_store import SqlStore
 __all__ = ["SqlStore", "open_store"]
 
 
-def open_store(url: str, *, sqlite_synchronous: str | None = None, migrate: bool = True) -> SqlStore:
+def open_store(
+    url: str, *, sqlite_synchronous: str | None = None, migrate: bool = True
+) -> SqlStore:
     """Open the store at ``url``, creating or upgrading its schema first when ``migrate``.
 
     A current schema costs one query; SQLAlchemy and Alembic are imported only when the schema

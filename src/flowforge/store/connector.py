@@ -37,8 +37,9 @@ class Connector:
                     "the SQLite store needs a file: sqlite:///path/to/flowforge.db"
                 )
             self.path = Path(path).expanduser()
-            sync = (sqlite_synchronous or os.environ.get("FLOWFORGE_SQLITE_SYNCHRONOUS")
-                    or "NORMAL").upper()
+            sync = (
+                sqlite_synchronous or os.environ.get("FLOWFORGE_SQLITE_SYNCHRONOUS") or "NORMAL"
+            ).upper()
             if sync not in SQLITE_SYNCHRONOUS:
                 raise ConfigurationError(
                     f"FLOWFORGE_SQLITE_SYNCHRONOUS={sync!r}: use one of "
@@ -76,8 +77,7 @@ class Connector:
         import sqlite3
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                               check_same_thread=False)
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA busy_timeout=30000")

@@ -47,7 +47,8 @@ SQL: dict[str, str] = {
     "delete_tasks_fenced": (
         "WITH gone AS (DELETE FROM tasks WHERE (id, token) IN ({pairs}) RETURNING 1)"
         " SELECT CAST(CASE WHEN count(*) = :n THEN '0' ELSE '"
-        + "stale fencing token" + "' END AS INT) FROM gone"
+        + "stale fencing token"
+        + "' END AS INT) FROM gone"
     ),
     "delete_run_tasks": "DELETE FROM tasks WHERE run_id = :run_id",
     "delete_task_by_id": "DELETE FROM tasks WHERE run_id = :run_id AND id = :id",

@@ -9,6 +9,7 @@ schema and is imported only for that.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -57,18 +58,17 @@ class SqlStore:
         if self._engine is None:
             from flowforge.store.connection import create_engine
 
-            self._engine = create_engine(self.connector.sqlalchemy_url,
-                                         sqlite_synchronous=getattr(self.connector,
-                                                                    "synchronous", None))
+            self._engine = create_engine(
+                self.connector.sqlalchemy_url,
+                sqlite_synchronous=getattr(self.connector, "synchronous", None),
+            )
         return self._engine
 
     def close(self) -> None:
         with self._lock:
             for conn in self._connections:
-                try:
+                with contextlib.suppress(Exception):
                     conn.close()
-                except Exception:  # noqa: BLE001, S110 - closing anyway
-                    pass
             self._connections.clear()
         self._local = threading.local()
         if self._engine is not None:
@@ -131,7 +131,7 @@ class SqlStore:
     def _rollback(self, conn: Any) -> None:
         try:
             conn.execute("ROLLBACK")
-        except Exception:  # noqa: BLE001 - a broken connection: the next call reconnects
+        except Exception:
             self._local.conn = None
 
     def _transient(self, exc: BaseException) -> bool:
@@ -161,8 +161,13 @@ class SqlStore:
 
     # -- workers and leases ---------------------------------------------------------------
     def register_worker(self, worker_id: str, hostname: str, pid: int) -> None:
-        params = {"id": worker_id, "hostname": hostname, "pid": pid,
-                  "started_at": self._dialect.time_in(datetime.now(UTC)), "now": time.time()}
+        params = {
+            "id": worker_id,
+            "hostname": hostname,
+            "pid": pid,
+            "started_at": self._dialect.time_in(datetime.now(UTC)),
+            "now": time.time(),
+        }
         self.transaction(lambda txn: txn.write_later("register_worker", params))
 
     def deregister_worker(self, worker_id: str) -> None:
@@ -219,8 +224,17 @@ class SqlStore:
     def run_attempts(self, run_id: str) -> list[AttemptRecord]:
         d = self._dialect
         return [
-            AttemptRecord(r[0], r[1], r[2], r[3], d.json_out(r[4]), d.json_out(r[5]), r[6],
-                          utc(r[7]), utc(r[8]))
+            AttemptRecord(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                d.json_out(r[4]),
+                d.json_out(r[5]),
+                r[6],
+                utc(r[7]),
+                utc(r[8]),
+            )
             for r in self._rows("run_attempts", run_id=run_id)
         ]
 
@@ -233,14 +247,20 @@ class SqlStore:
         def save(txn: SqlTransaction) -> tuple[int, bool]:
             latest = _scalar(txn.rows("workflow_latest", {"id": workflow_id}))
             if latest is not None:
-                current = _scalar(txn.rows("workflow_digest", {"id": workflow_id,
-                                                               "version": latest}))
+                current = _scalar(
+                    txn.rows("workflow_digest", {"id": workflow_id, "version": latest})
+                )
                 if current == digest:
                     return int(latest), False
             version = int(_scalar(txn.rows("workflow_highest", {"id": workflow_id})) or 0) + 1
-            params = {"id": workflow_id, "version": version, "title": title, "digest": digest,
-                      "definition": self._dialect.json_in(definition),
-                      "created_at": self._dialect.time_in(datetime.now(UTC))}
+            params = {
+                "id": workflow_id,
+                "version": version,
+                "title": title,
+                "digest": digest,
+                "definition": self._dialect.json_in(definition),
+                "created_at": self._dialect.time_in(datetime.now(UTC)),
+            }
             txn.write_later("insert_workflow_version", params)
             txn.write_later("insert_workflow" if latest is None else "update_workflow", params)
             return version, True
@@ -256,8 +276,9 @@ class SqlStore:
                 wanted = _scalar(txn.rows("workflow_latest", {"id": workflow_id}))
                 if wanted is None:
                     return None
-            definition = _scalar(txn.rows("workflow_definition", {"id": workflow_id,
-                                                                   "version": wanted}))
+            definition = _scalar(
+                txn.rows("workflow_definition", {"id": workflow_id, "version": wanted})
+            )
             if definition is None:
                 return None
             return int(wanted), self._dialect.json_out(definition)
@@ -266,8 +287,13 @@ class SqlStore:
 
     def list_workflows(self) -> list[dict[str, Any]]:
         return [
-            {"workflow_id": r[0], "title": r[1], "latest_version": r[2],
-             "created_at": utc(r[3]), "updated_at": utc(r[4])}
+            {
+                "workflow_id": r[0],
+                "title": r[1],
+                "latest_version": r[2],
+                "created_at": utc(r[3]),
+                "updated_at": utc(r[4]),
+            }
             for r in self._rows("list_workflows")
         ]
 
@@ -280,8 +306,9 @@ class SqlStore:
     def delete_workflow(self, workflow_id: str) -> bool:
         """Delete a workflow; its versions stay, so runs pinned to them can still be shown,
         resumed and retried, and re-applying it continues the version numbers."""
-        return bool(self.transaction(lambda txn: txn.execute("delete_workflow",
-                                                             {"id": workflow_id})))
+        return bool(
+            self.transaction(lambda txn: txn.execute("delete_workflow", {"id": workflow_id}))
+        )
 
 
 def _is_event_conflict(exc: BaseException) -> bool:

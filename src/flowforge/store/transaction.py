@@ -253,8 +253,13 @@ class SqlTransaction:
         if limit <= 0:
             return []
         name = "claim_tasks" if run_id is None else "claim_tasks_for_run"
-        params = {"worker_id": self.worker_id, "lease": lease, "now": self.now, "limit": limit,
-                  "run_id": run_id}
+        params = {
+            "worker_id": self.worker_id,
+            "lease": lease,
+            "now": self.now,
+            "limit": limit,
+            "run_id": run_id,
+        }
         rows = self._run(name, params).fetchall()
         return sorted((ClaimedTask(*row) for row in rows), key=lambda task: task.task_id)
 

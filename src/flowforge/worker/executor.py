@@ -47,15 +47,22 @@ async def execute(
             async with asyncio.timeout(block.timeout):
                 result = await instance.run(ctx)
     except TimeoutError:
-        return out.Errored(block.id, attempt, "Timeout",
-                           f"the attempt exceeded its timeout of {block.timeout:g}s")
+        return out.Errored(
+            block.id, attempt, "Timeout", f"the attempt exceeded its timeout of {block.timeout:g}s"
+        )
     except BlockError as exc:
-        return out.Errored(block.id, attempt, exc.error_type,
-                           _clean(exc.message, secrets), retryable=exc.retryable,
-                           retry_delay=getattr(exc, "delay", None))
+        return out.Errored(
+            block.id,
+            attempt,
+            exc.error_type,
+            _clean(exc.message, secrets),
+            retryable=exc.retryable,
+            retry_delay=getattr(exc, "delay", None),
+        )
     except FlowforgeError as exc:
-        return out.Errored(block.id, attempt, type(exc).__name__, _clean(str(exc), secrets),
-                           retryable=False)
+        return out.Errored(
+            block.id, attempt, type(exc).__name__, _clean(str(exc), secrets), retryable=False
+        )
     except Exception as exc:
         return out.Errored(block.id, attempt, type(exc).__name__, _clean(str(exc), secrets))
     if isinstance(result, Suspend):
@@ -76,8 +83,13 @@ def _succeeded(block_id: str, attempt: int, result: Any, secrets: SecretsView) -
     try:
         json.dumps(result)
     except (TypeError, ValueError) as exc:
-        return out.Errored(block_id, attempt, "OutputNotSerializable",
-                           f"the block's output is not JSON-serialisable: {exc}", retryable=False)
+        return out.Errored(
+            block_id,
+            attempt,
+            "OutputNotSerializable",
+            f"the block's output is not JSON-serialisable: {exc}",
+            retryable=False,
+        )
     return out.Succeeded(block_id, attempt, result)
 
 

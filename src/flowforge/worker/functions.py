@@ -16,7 +16,9 @@ class FunctionResolver:
     """Looks in the workflow's own callables first, then imports from PYTHONPATH, the current
     directory and the workflow file's directory."""
 
-    def __init__(self, callables: Mapping[str, Callable[..., Any]], source_dir: Path | None) -> None:
+    def __init__(
+        self, callables: Mapping[str, Callable[..., Any]], source_dir: Path | None
+    ) -> None:
         self._by_block = dict(callables)
         self._callables = {reference_of(fn): fn for fn in callables.values()}
         self._source_dir = source_dir

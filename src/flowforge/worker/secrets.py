@@ -21,7 +21,9 @@ def resolve_secret(source: str) -> str:
     if kind == "env":
         value = os.environ.get(name)
         if value is None:
-            raise ConfigurationError(f"secret source {source}: environment variable {name} is not set")
+            raise ConfigurationError(
+                f"secret source {source}: environment variable {name} is not set"
+            )
         return value
     if kind == "file":
         try:

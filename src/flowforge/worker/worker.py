@@ -71,8 +71,9 @@ class Worker:
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
-        await self.db(lambda: self.store.register_worker(self.worker_id, socket.gethostname(),
-                                                         os.getpid()))
+        await self.db(
+            lambda: self.store.register_worker(self.worker_id, socket.gethostname(), os.getpid())
+        )
         self._loop_task = asyncio.create_task(self._loop(), name="flowforge-worker")
         self._beat_task = asyncio.create_task(self._heartbeats(), name="flowforge-heartbeat")
 
@@ -101,9 +102,11 @@ class Worker:
 
     async def transact(self, fn: Callable[[advance.Step], Any]) -> advance.Advanced:
         """One engine step in one store transaction; retried after a concurrent writer."""
+
         def body(txn: SqlTransaction) -> advance.Advanced:
-            step = advance.Step(txn, self.book, Slots(self.concurrency - len(self._running)),
-                                self.lease)
+            step = advance.Step(
+                txn, self.book, Slots(self.concurrency - len(self._running)), self.lease
+            )
             try:
                 fn(step)
                 return step.finish()
@@ -188,8 +191,12 @@ class Worker:
         block_id = task.block_id or ""
         workflow = self.book.workflow(state.workflow_id, state.workflow_version)
         try:
-            outcome = await execute(workflow.blocks[block_id], state, task.attempt,
-                                    self._resolver(state).for_block(block_id))
+            outcome = await execute(
+                workflow.blocks[block_id],
+                state,
+                task.attempt,
+                self._resolver(state).for_block(block_id),
+            )
         except asyncio.CancelledError:
             return  # canceled by the run (its task is gone) or by shutdown (the lease expires)
         finally:
