@@ -18,8 +18,8 @@ if not (os.environ.get("FLOWFORGE_HOME") or os.environ.get("FLOWFORGE_DATABASE_U
 class Greet(flowforge.Block):
     """Greets someone, ``times`` times. Its fields are validated like a built-in type's."""
 
-    name: str                    # a string field takes templates as it is
-    times: Templated[int] = 1    # a non-string field that may also be a template
+    name: str  # a string field takes templates as it is
+    times: Templated[int] = 1  # a non-string field that may also be a template
     punctuation: str = "!"
 
     async def run(self, ctx):
@@ -32,12 +32,11 @@ wf = flowforge.Workflow(
     parameters={"name": str, "times": {"type": "integer", "default": 2}},
     outputs={"greeting": "{{ blocks.hello.output }}", "length": "{{ blocks.measure.output }}"},
 )
-wf.add({"id": "hello", "type": "greet", "name": "{{ params.name }}",
-        "times": "{{ params.times }}"})
+wf.add({"id": "hello", "type": "greet", "name": "{{ params.name }}", "times": "{{ params.times }}"})
 
 
 @wf.block()
-def measure(hello):   # receives the output of the custom block
+def measure(hello):  # receives the output of the custom block
     return len(hello)
 
 

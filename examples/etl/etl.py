@@ -42,11 +42,17 @@ def clean(rows: list[dict[str, str]], geo: dict[str, str] | None) -> dict[str, A
         except ValueError:
             spent = None
         if "@" not in email or spent is None:
-            rejected.append({"id": int(row["id"]), "reason": "bad e-mail" if "@" not in email
-                             else "bad amount"})
+            rejected.append(
+                {"id": int(row["id"]), "reason": "bad e-mail" if "@" not in email else "bad amount"}
+            )
             continue
-        record = {"id": int(row["id"]), "name": row["name"].strip().title(), "email": email,
-                  "country": row["country"], "spent": spent}
+        record = {
+            "id": int(row["id"]),
+            "name": row["name"].strip().title(),
+            "email": email,
+            "country": row["country"],
+            "spent": spent,
+        }
         if geo is not None:
             record["region"] = geo.get(row["country"], "unknown")
         accepted.append(record)
@@ -72,6 +78,7 @@ def load(rows: list[dict[str, Any]], target: str, run_id: str) -> dict[str, Any]
 def alert(failures: dict[str, Any]) -> str:
     """Tell someone (here: return the message that would be sent to the on-call channel)."""
     failed = {block: error for block, error in failures.items() if error}
-    details = "; ".join(f"{block}: {error['type']}: {error['message']}"
-                        for block, error in failed.items())
+    details = "; ".join(
+        f"{block}: {error['type']}: {error['message']}" for block, error in failed.items()
+    )
     return f"ETL run failed — {details}"

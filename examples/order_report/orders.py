@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 REGIONS = ("eu", "us", "apac")
-LATENCY = {"eu": 0.4, "us": 0.7, "apac": 0.55}
+LATENCY = {"eu": 0.4, "us": 0.8, "apac": 0.6}
 
 
 def region_of(order_id: int) -> str:
@@ -21,8 +21,13 @@ def fetch_orders(region: str, order_ids: list[int], ctx: Any) -> list[dict[str, 
     """Fetch the orders of one region (one regional shop API each, simulated)."""
     time.sleep(LATENCY[region])
     orders = [
-        {"id": i, "region": region, "sku": f"SKU-{100 + i % 5}", "quantity": 1 + i % 3,
-         "amount": round(12.5 * i + 7.25, 2)}
+        {
+            "id": i,
+            "region": region,
+            "sku": f"SKU-{100 + i % 5}",
+            "quantity": 1 + i % 3,
+            "amount": round(12.5 * i + 7.25, 2),
+        }
         for i in order_ids
         if region_of(i) == region
     ]
@@ -50,7 +55,7 @@ def total(orders: list[dict[str, Any]]) -> float:
 
 def build_report(summary: dict[str, Any], stock: dict[str, int], threshold: float) -> str:
     """A short text report."""
-    time.sleep(0.2)
+    time.sleep(0.3)
     lines = [f"{summary['count']} order(s), total {summary['total']:.2f}"]
     lines += [f"  {region}: {n} order(s)" for region, n in sorted(summary["by_region"].items())]
     low = [sku for sku, units in stock.items() if units < 50]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import os
 import socket
 import uuid
@@ -51,6 +52,8 @@ class Engine:
         self._observers: list[Observer] = []
         self._definitions: dict[tuple[str, int], Workflow] = {}
         self.last_worker: Worker | None = None
+        self._workers: list[Worker] = []
+        """Workers running in this process (``run``, ``resume``), newest last."""
         self._applied: dict[int, tuple[CompiledWorkflow, int]] = {}
 
     def close(self) -> None:
@@ -152,6 +155,7 @@ class Engine:
             raise NotFoundError(f"run {run_id} does not exist")
         if record.status in ("completed", "failed", "canceled", "terminated", "timed_out"):
             return self.get(run_id)
+        self.book.workflow(record.workflow_id, record.workflow_version)  # see _known_run
         self.store.release_dead_workers_tasks(run_id, socket.gethostname(), _pid_alive)
         async with self._worker() as worker:
             done = self._watch(run_id, worker)
@@ -171,10 +175,10 @@ class Engine:
 
     def list(
         self, workflow_id: str | None = None, status: str | None = None, limit: int = 50
-    ) -> list[RunResult]:
+    ) -> builtins.list[RunResult]:
         return [self.get(r.run_id) for r in self.store.list_runs(workflow_id, status, limit)]
 
-    def events(self, run_id: str, after_seq: int = 0) -> list[Event]:
+    def events(self, run_id: str, after_seq: int = 0) -> builtins.list[Event]:
         if self.store.get_run(run_id) is None:
             raise NotFoundError(f"run {run_id} does not exist")
         return self.store.run_events(run_id, after_seq)
@@ -196,23 +200,41 @@ class Engine:
         return self._control(run_id, "retry")
 
     def _control(self, run_id: str, action: str, reason: str | None = None) -> RunResult:
+        self._known_run(run_id)
+        if self._workers:
+            # a worker of this engine may be running the run: it must act on the change at
+            # once (stop canceled blocks, start resumed ones, end the caller's wait)
+            self._workers[-1].transact_blocking(
+                lambda step: advance.control(step, run_id, action, reason)
+            )
+            return self.get(run_id)
+
         def body(txn: Any) -> advance.Advanced:
             step = advance.Step(txn, advance.RunBook(self._load_workflow), Slots(0), 30.0)
             advance.control(step, run_id, action, reason)
             return step.finish()
 
         result = self.store.transaction(body)
+        self.book.forget([run_id])  # its cached state, if any, is behind the store now
         for event in result.events:
             for observer in self._observers:
                 observer(event)
         return self.get(run_id)
 
     # -- helpers ----------------------------------------------------------------------------
+    def _known_run(self, run_id: str) -> None:
+        """Load the run's workflow now, before a transaction needs it: a store read inside an
+        open transaction of the same thread is a nested transaction (SQLite refuses it)."""
+        record = self.store.get_run(run_id)
+        if record is None:
+            raise NotFoundError(f"run {run_id} does not exist")
+        self.book.workflow(record.workflow_id, record.workflow_version)
+
     def _worker(self) -> _WorkerScope:
         worker = Worker(self.store, self.book, concurrency=self.concurrency)
         worker.observers.extend(self._observers)
         self.last_worker = worker
-        return _WorkerScope(worker)
+        return _WorkerScope(worker, self._workers)
 
     def _watch(self, run_id: str, worker: Worker) -> asyncio.Future[None]:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -226,14 +248,19 @@ class Engine:
 
 
 class _WorkerScope:
-    def __init__(self, worker: Worker) -> None:
+    """A started worker, listed in ``active`` (the engine's running workers) while it runs."""
+
+    def __init__(self, worker: Worker, active: list[Worker]) -> None:
         self.worker = worker
+        self.active = active
 
     async def __aenter__(self) -> Worker:
         await self.worker.start()
+        self.active.append(self.worker)
         return self.worker
 
     async def __aexit__(self, *exc: object) -> None:
+        self.active.remove(self.worker)
         await self.worker.stop()
 
 

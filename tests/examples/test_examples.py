@@ -74,14 +74,14 @@ def test_order_report_demo_completes_with_parallel_fetches_a_retry_and_a_wait(
     assert result.outputs["report"].startswith("4 order(s), total 154.00")
     assert set(statuses(result).values()) == {"completed"}
     assert result.block("inventory").attempts == 2
-    assert result.parameters == {"order_ids": [1, 2, 3, 4], "threshold": 100,
-                                 "settle_for": "2s"}
+    assert result.parameters == {"order_ids": [1, 2, 3, 4], "threshold": 100, "settle_for": "2s"}
 
     events = [(e.type, e.block_id) for e in engine.events(result.run_id)]
     fetches = {"fetch_eu", "fetch_us", "fetch_apac"}
     started = [i for i, (t, b) in enumerate(events) if t == "block.started" and b in fetches]
-    first_done = min(i for i, (t, b) in enumerate(events)
-                     if t == "block.completed" and b in fetches)
+    first_done = min(
+        i for i, (t, b) in enumerate(events) if t == "block.completed" and b in fetches
+    )
     assert len(started) == 3 and max(started) < first_done  # the three ran at once
     assert ("block.retrying", "inventory") in events
     assert ("block.waiting", "settle") in events
@@ -111,6 +111,36 @@ def test_order_report_requires_order_ids(engine: flowforge.Engine) -> None:
     assert [p.location for p in caught.value.problems] == ["params.order_ids"]
 
 
+# -- blocks/tour: one block of each built-in type ------------------------------------------------
+
+
+def test_block_tour_runs_every_built_in_type(engine: flowforge.Engine) -> None:
+    workflow = flowforge.load(EXAMPLES / "blocks" / "tour.yaml")
+
+    result = engine.run(workflow, {})
+
+    assert result.status == "completed", result.failure_reason
+    assert result.outputs == {"mean": 6.0, "count": 3}
+    assert {b.type for b in result.blocks} == {"transform", "python", "wait", "fail", "noop"}
+    assert statuses(result) == {
+        "scores": "completed",
+        "mean": "completed",
+        "cool_down": "completed",
+        "too_low": "skipped",
+        "done": "completed",
+    }
+
+
+def test_block_tour_guard_fails_the_run(engine: flowforge.Engine) -> None:
+    workflow = flowforge.load(EXAMPLES / "blocks" / "tour.yaml")
+
+    result = engine.run(workflow, {"minimum": 7})
+
+    assert result.status == "failed"
+    assert result.block("too_low").error == {"type": "Failed", "message": "the mean 6.0 is below 7"}
+    assert result.block("done").status == "skipped"
+
+
 # -- etl -------------------------------------------------------------------------------------------
 
 
@@ -125,12 +155,12 @@ def test_etl_loads_good_rows_and_tolerates_the_optional_enrichment(
     assert result.status == "completed", result.failure_reason
     assert statuses(result) == {
         "extract": "completed",
-        "enrich_geo": "failed",        # continue_on_failure: the run goes on
+        "enrich_geo": "failed",  # continue_on_failure: the run goes on
         "clean": "completed",
-        "quality_gate": "skipped",     # its `if` is false: 2 rejects is within the limit
-        "load": "completed",           # none_failed: a skipped gate is fine
-        "alert": "skipped",            # one_failed: nothing failed
-        "report": "completed",         # all_done
+        "quality_gate": "skipped",  # its `if` is false: 2 rejects is within the limit
+        "load": "completed",  # none_failed: a skipped gate is fine
+        "alert": "skipped",  # one_failed: nothing failed
+        "report": "completed",  # all_done
     }
     assert result.block("enrich_geo").error == {
         "type": "ConnectionError",
@@ -143,13 +173,16 @@ def test_etl_loads_good_rows_and_tolerates_the_optional_enrichment(
     assert [r["id"] for r in report["rejected"]] == [3, 4]
     rows = [json.loads(line) for line in target.read_text().splitlines()]
     assert [r["id"] for r in rows] == [1, 2, 5, 6]
-    assert rows[0] == {"id": 1, "name": "Ada Lovelace", "email": "ada@example.org",
-                       "country": "FR", "spent": 120.5}
+    assert rows[0] == {
+        "id": 1,
+        "name": "Ada Lovelace",
+        "email": "ada@example.org",
+        "country": "FR",
+        "spent": 120.5,
+    }
 
 
-def test_etl_enriches_when_the_geo_service_is_up(
-    engine: flowforge.Engine, tmp_path: Path
-) -> None:
+def test_etl_enriches_when_the_geo_service_is_up(engine: flowforge.Engine, tmp_path: Path) -> None:
     workflow = flowforge.load(EXAMPLES / "etl" / "etl.yaml")
     target = tmp_path / "customers.jsonl"
 
@@ -171,11 +204,14 @@ def test_etl_quality_gate_fails_the_run_and_the_handlers_still_run(
     assert result.status == "failed"
     assert result.failure_reason is not None and "quality_gate" in result.failure_reason
     assert result.block("quality_gate").error == {
-        "type": "Failed", "message": "2 rows rejected (limit 1)"}
+        "type": "Failed",
+        "message": "2 rows rejected (limit 1)",
+    }
     assert statuses(result)["load"] == "skipped"
     assert statuses(result)["alert"] == "completed"
     assert result.block("alert").output == (
-        "ETL run failed — quality_gate: Failed: 2 rows rejected (limit 1)")
+        "ETL run failed — quality_gate: Failed: 2 rows rejected (limit 1)"
+    )
     assert result.block("report").status == "completed"
     assert result.block("report").output["loaded"] == 0
     assert result.block("report").output["alerted"] is True
@@ -205,20 +241,26 @@ def test_timeouts_block_timeout_fails_fast_and_handlers_run(engine: flowforge.En
     assert result.status == "failed"
     pricing = result.block("pricing")
     assert pricing.status == "failed" and pricing.attempts == 2
-    assert pricing.error == {"type": "Timeout",
-                             "message": "the attempt exceeded its timeout of 0.5s"}
+    assert pricing.error == {
+        "type": "Timeout",
+        "message": "the attempt exceeded its timeout of 0.5s",
+    }
     assert statuses(result) == {
         "lookup": "completed",
         "pricing": "failed",
-        "export": "canceled",        # fail_fast canceled the long parallel job
+        "export": "canceled",  # fail_fast canceled the long parallel job
         "quote": "skipped",
-        "on_failure": "completed",   # one_failed handler
-        "cleanup": "completed",      # all_done cleanup
+        "on_failure": "completed",  # one_failed handler
+        "cleanup": "completed",  # all_done cleanup
     }
     assert result.block("on_failure").output == (
-        "paged: Timeout: the attempt exceeded its timeout of 0.5s")
+        "paged: Timeout: the attempt exceeded its timeout of 0.5s"
+    )
     assert result.block("cleanup").output == {
-        "released": "customer-lock", "quote": "skipped", "export": "canceled"}
+        "released": "customer-lock",
+        "quote": "skipped",
+        "export": "canceled",
+    }
     assert result.finished_at is not None and result.started_at is not None
     assert (result.finished_at - result.started_at).total_seconds() < 5  # export did not run 10s
 
@@ -255,8 +297,15 @@ def test_run_timeout_ends_the_run_timed_out(engine: flowforge.Engine) -> None:
 def run_script(script: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "FLOWFORGE_DATABASE_URL"}
     env["FLOWFORGE_HOME"] = str(home)
-    return subprocess.run([sys.executable, str(script), *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def stored_runs(home: Path) -> list[flowforge.RunResult]:
@@ -302,8 +351,24 @@ def test_every_example_path_named_in_the_docs_exists() -> None:
     named = {
         (page.name, match)
         for page in pages
-        for match in re.findall(r"examples/[\w/.-]+\.(?:yaml|py|csv)", page.read_text())
+        for match in re.findall(r"(?<![\w/])examples/[\w/.-]+\.(?:yaml|py|csv)", page.read_text())
     }
     assert named, "the docs should point at the examples"
     missing = sorted((page, path) for page, path in named if not (ROOT / path).exists())
     assert missing == []
+
+
+FROM_EXAMPLE = re.compile(r"<!-- from (examples/\S+) -->\n```\w*\n(.*?)```", re.DOTALL)
+
+
+def test_code_shown_from_an_example_is_a_verbatim_excerpt_of_it() -> None:
+    """Docs mark excerpts with ``<!-- from examples/PATH -->`` on the line before the fence."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    excerpts = [
+        (page.name, path, code)
+        for page in pages
+        for path, code in FROM_EXAMPLE.findall(page.read_text())
+    ]
+    assert len(excerpts) >= 5
+    for page, path, code in excerpts:
+        assert code in (ROOT / path).read_text(), f"{page}: excerpt of {path} is out of date"

@@ -36,7 +36,9 @@ def types_of(events: list[Event], block_id: str | None = None) -> list[str]:
     return [e.type for e in events if block_id is None or e.block_id == block_id]
 
 
-def has_event(engine: flowforge.Engine, run_id: str, kind: str, block_id: str | None = None) -> bool:
+def has_event(
+    engine: flowforge.Engine, run_id: str, kind: str, block_id: str | None = None
+) -> bool:
     return any(
         e.type == kind and (block_id is None or e.block_id == block_id)
         for e in engine.events(run_id)

@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 import time
 
-import flowforge
 from integration_kit import Interval
 
+import flowforge
 
-def _two_sleepers(settings: dict[str, object] | None, *, sync: bool) -> tuple[
-    flowforge.Workflow, dict[str, Interval]
-]:
+
+def _two_sleepers(
+    settings: dict[str, object] | None, *, sync: bool
+) -> tuple[flowforge.Workflow, dict[str, Interval]]:
     wf = flowforge.Workflow("parallel", settings=settings)
     intervals: dict[str, Interval] = {}
 
     if sync:
+
         @wf.block()
         def left() -> str:
             start = time.monotonic()
@@ -30,6 +32,7 @@ def _two_sleepers(settings: dict[str, object] | None, *, sync: bool) -> tuple[
             intervals["right"] = Interval(start, time.monotonic())
             return "r"
     else:
+
         @wf.block()
         async def left() -> str:
             start = time.monotonic()
@@ -91,6 +94,7 @@ def test_max_concurrency_bounds_blocks_running_at_once(engine: flowforge.Engine)
         running -= 1
 
     for index in range(6):
+
         async def block(index: int = index) -> int:
             await work()
             return index

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from integration_kit import types_of
 
 import flowforge
-from integration_kit import types_of
 
 
 def _flaky(failures: int, calls: list[float]) -> flowforge.Workflow:
@@ -36,9 +36,12 @@ def test_block_failing_twice_then_succeeding_completes_on_its_third_attempt(
     assert (block.status, block.attempts, block.error) == ("completed", 3, None)
     events = engine.events(result.run_id)
     assert types_of(events, "shaky") == [
-        "block.started", "block.retrying",
-        "block.started", "block.retrying",
-        "block.started", "block.completed",
+        "block.started",
+        "block.retrying",
+        "block.started",
+        "block.retrying",
+        "block.started",
+        "block.completed",
     ]
     retrying = [e for e in events if e.type == "block.retrying"]
     assert [e.data["error"] for e in retrying] == [
@@ -65,8 +68,9 @@ def test_non_retryable_error_type_stops_after_one_attempt(engine: flowforge.Engi
     wf = flowforge.Workflow("no-retry")
     calls = []
 
-    @wf.block(retry={"max_attempts": 5, "initial_interval": "10ms",
-                     "non_retryable_errors": ["KeyError"]})
+    @wf.block(
+        retry={"max_attempts": 5, "initial_interval": "10ms", "non_retryable_errors": ["KeyError"]}
+    )
     def lookup() -> None:
         calls.append(1)
         raise KeyError("missing")
@@ -101,8 +105,14 @@ def test_backoff_waits_at_least_the_configured_interval_between_attempts(
     wf = flowforge.Workflow("backoff")
     calls: list[float] = []
 
-    @wf.block(retry={"max_attempts": 3, "initial_interval": "200ms", "backoff_coefficient": 2,
-                     "jitter": jitter})
+    @wf.block(
+        retry={
+            "max_attempts": 3,
+            "initial_interval": "200ms",
+            "backoff_coefficient": 2,
+            "jitter": jitter,
+        }
+    )
     def shaky() -> str:
         calls.append(time.monotonic())
         if len(calls) < 3:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-import flowforge
 from integration_kit import types_of
+
+import flowforge
 
 
 def test_attempt_exceeding_its_timeout_fails_with_timeout_within_a_second_of_the_limit(
@@ -47,6 +48,21 @@ def test_sync_block_exceeding_its_timeout_does_not_hold_up_the_run(
     result = engine.run(wf)
     assert time.monotonic() - started < 2
     assert result.block("blocking").error["type"] == "Timeout"  # type: ignore[index]
+
+
+def test_sync_block_ignoring_its_timeout_does_not_hold_up_the_run(
+    engine: flowforge.Engine,
+) -> None:
+    wf = flowforge.Workflow("stubborn-thread")
+
+    @wf.block(timeout="200ms")
+    def stubborn() -> None:
+        time.sleep(1.5)  # a thread cannot be killed: it finishes on its own, unobserved
+
+    started = time.monotonic()
+    result = engine.run(wf)
+    assert time.monotonic() - started < 1.2
+    assert result.block("stubborn").error["type"] == "Timeout"  # type: ignore[index]
 
 
 def test_timed_out_attempt_is_retried(engine: flowforge.Engine) -> None:

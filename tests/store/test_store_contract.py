@@ -129,3 +129,28 @@ def test_migrations_from_empty_match_the_declared_schema(store_url: str) -> None
         columns = {c["name"] for c in sa.inspect(engine).get_columns(table.name)}
         assert columns == {c.name for c in table.columns}, table.name
     store.close()
+
+
+def test_the_plain_sql_schema_files_match_the_declared_schema() -> None:
+    from flowforge.store import ddl
+
+    for dialect in ("sqlite", "postgresql"):
+        assert (ddl.HERE / f"{dialect}.sql").read_text() == ddl.generate(dialect), (
+            f"regenerate with: python -m flowforge.store.ddl ({dialect})"
+        )
+
+
+def test_a_new_database_gets_the_same_tables_as_the_migrations(store_url: str) -> None:
+    import sqlalchemy as sa
+
+    from flowforge.store.schema import metadata
+
+    store = open_store(store_url)  # a new database: its tables come from the plain SQL files
+    inspector = sa.inspect(store.engine)
+    for table in metadata.sorted_tables:
+        columns = {c["name"] for c in inspector.get_columns(table.name)}
+        assert columns == {c.name for c in table.columns}, table.name
+        indexes = {i["name"] for i in inspector.get_indexes(table.name)}
+        assert indexes == {i.name for i in table.indexes}, table.name
+    assert store.schema_revision() == SCHEMA_REVISION
+    store.close()

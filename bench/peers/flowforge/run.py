@@ -7,6 +7,7 @@ stores the definition, ``engine.run(wf)`` runs it to the end in this process. Ev
   --db sqlite    (default) a fresh SQLite file in a new temporary directory (WAL, NORMAL)
   --db postgres  $FLOWFORGE_BENCH_PG_URL, default postgresql://postgres@127.0.0.1:5432/ffbench
                  (the database is created when missing; that check is not timed)
+  --sqlite-file PATH  SQLite at PATH, kept (a schema already there is not migrated again)
   --mode async   (default) ``async def`` blocks, run on the event loop
   --mode sync    plain functions, one thread per attempt (asyncio.to_thread)
 
@@ -57,10 +58,13 @@ def main() -> None:
     ap.add_argument("workload", choices=["W1", "W2", "W3"])
     ap.add_argument("--db", default="sqlite", choices=["sqlite", "postgres"])
     ap.add_argument("--mode", default="async", choices=["async", "sync"])
+    ap.add_argument("--sqlite-file", default=None)
     a = ap.parse_args()
 
     tmpdir = None
-    if a.db == "sqlite":
+    if a.db == "sqlite" and a.sqlite_file:
+        url = f"sqlite:///{os.path.abspath(a.sqlite_file)}"
+    elif a.db == "sqlite":
         tmpdir = tempfile.mkdtemp(prefix="ffbench-")
         url = f"sqlite:///{os.path.join(tmpdir, 'flowforge.db')}"
     else:
@@ -82,7 +86,7 @@ def main() -> None:
     assert result.status == "completed", (result.status, result.failure_reason)
     assert value == workloads.EXPECTED[a.workload], value
     blocks = workloads.BLOCKS[a.workload]
-    suffix = "" if a.mode == "async" else "-sync"
+    suffix = ("" if a.mode == "async" else "-sync") + ("-kept" if a.sqlite_file else "")
     print(
         json.dumps(
             {

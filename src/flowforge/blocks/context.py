@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +41,8 @@ class BlockContext:
     """Finds a ``python`` block's function: the workflow's own callables, then imports."""
     heartbeat: Callable[[], None] = field(default=lambda: None)
     """Tell the engine this attempt is alive (long blocks call it now and then)."""
-    cancel_event: asyncio.Event | None = None
+    cancel_event: threading.Event | None = None
+    """Set when the attempt must stop (canceled, timed out); readable from any thread."""
 
     @property
     def cancelled(self) -> bool:

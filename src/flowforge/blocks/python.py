@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flowforge.definition.builtin_specs import PythonSpec
+
+USER_THREADS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="flowforge-block")
+"""Where sync block functions run. Not the loop's default executor: ``asyncio.run`` joins that
+one on exit, so a timed-out or canceled sync function (which no one can kill) would hold up the
+end of ``flowforge.run`` until it returned by itself."""
 
 
 @functools.lru_cache(maxsize=4096)
@@ -29,4 +36,5 @@ class PythonBlock(PythonSpec):
         if is_async:
             return await fn(**kwargs)
         # the one place where user code runs in a thread
-        return await asyncio.to_thread(fn, **kwargs)
+        call = functools.partial(contextvars.copy_context().run, fn, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(USER_THREADS, call)

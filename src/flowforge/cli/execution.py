@@ -29,18 +29,28 @@ if TYPE_CHECKING:
 
 Params = Annotated[
     list[str] | None,
-    typer.Option("--param", "-p", metavar="NAME=VALUE",
-                 help="A run parameter; strings are converted where unambiguous (\"3\" -> 3)."),
+    typer.Option(
+        "--param",
+        "-p",
+        metavar="NAME=VALUE",
+        help='A run parameter; strings are converted where unambiguous ("3" -> 3).',
+    ),
 ]
 ParamsFile = Annotated[
     Path | None,
-    typer.Option("--params-file", metavar="FILE",
-                 help="A YAML or JSON mapping of parameters; -p values override it."),
+    typer.Option(
+        "--params-file",
+        metavar="FILE",
+        help="A YAML or JSON mapping of parameters; -p values override it.",
+    ),
 ]
 Detach = Annotated[
     bool,
-    typer.Option("--detach", help="Create the run, print its id and run it in a background "
-                 "process (flowforge resume RUN_ID); exit at once."),
+    typer.Option(
+        "--detach",
+        help="Create the run, print its id and run it in a background "
+        "process (flowforge resume RUN_ID); exit at once.",
+    ),
 ]
 
 
@@ -88,8 +98,11 @@ def resume(
             board = _board([(b.block_id, b.type) for b in record.blocks])
             board.seed(record)
             done = sum(b.status == "completed" for b in record.blocks)
-            err(f"resuming run {run_id} (workflow {record.workflow_id} "
-                f"v{record.workflow_version}): {done} of {len(record.blocks)} blocks completed")
+            what = "starting queued" if record.status == "queued" else "resuming"
+            err(
+                f"{what} run {run_id} (workflow {record.workflow_id} "
+                f"v{record.workflow_version}): {done} of {len(record.blocks)} blocks completed"
+            )
             record = _follow(engine, board, lambda e: e.resume_async(run_id))
     _finish(record, json_output)
 
@@ -107,17 +120,25 @@ def validate(
         try:
             load(file)
         except DefinitionError as error:
-            report.append({"file": file, "valid": False, "problems": error.problems,
-                           "error": error})
+            report.append(
+                {"file": file, "valid": False, "problems": error.problems, "error": error}
+            )
         else:
             report.append({"file": file, "valid": True, "problems": []})
     if json_output:
-        print_json([
-            {"file": entry["file"], "valid": entry["valid"], "problems": [
-                {"location": p.location, "line": p.line, "message": p.message}
-                for p in entry["problems"]]}
-            for entry in report
-        ])
+        print_json(
+            [
+                {
+                    "file": entry["file"],
+                    "valid": entry["valid"],
+                    "problems": [
+                        {"location": p.location, "line": p.line, "message": p.message}
+                        for p in entry["problems"]
+                    ],
+                }
+                for entry in report
+            ]
+        )
     else:
         for entry in report:
             if entry["valid"]:
@@ -132,6 +153,7 @@ def validate(
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
 
 def _parameters(pairs: list[str], params_file: Path | None) -> dict[str, Any]:
     from flowforge.definition.parameters import parse_cli_params
@@ -151,15 +173,17 @@ def _read_params_file(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as error:
-        raise ParameterError([Problem("", f"cannot read the file: {error.strerror}")],
-                             str(path)) from None
+        raise ParameterError(
+            [Problem("", f"cannot read the file: {error.strerror}")], str(path)
+        ) from None
     except yaml.YAMLError as error:
         raise ParameterError([Problem("", f"not YAML or JSON: {error}")], str(path)) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ParameterError([Problem("", "must be a mapping of parameter names to values")],
-                             str(path))
+        raise ParameterError(
+            [Problem("", "must be a mapping of parameter names to values")], str(path)
+        )
     return {str(k): v for k, v in data.items()}
 
 
@@ -212,13 +236,20 @@ def _finish(result: RunResult, json_output: bool) -> None:
             err(f"run {result.run_id} {result.status}{reason}")
             for block in result.blocks:
                 if block.status == "failed" and block.error:
-                    err(f"  {block.block_id}: {block.error.get('type')}: "
-                        f"{block.error.get('message')}")
+                    err(
+                        f"  {block.block_id}: {block.error.get('type')}: "
+                        f"{block.error.get('message')}"
+                    )
     raise typer.Exit(EXIT_OK if result.status == "completed" else EXIT_FAILED)
 
 
-def _detach(engine: Engine, workflow: Workflow, given: dict[str, Any], json_output: bool,
-            database_url: str | None) -> None:
+def _detach(
+    engine: Engine,
+    workflow: Workflow,
+    given: dict[str, Any],
+    json_output: bool,
+    database_url: str | None,
+) -> None:
     """Create the run queued, then hand it to ``flowforge resume`` in a process of its own."""
     import subprocess
 
@@ -234,17 +265,30 @@ def _detach(engine: Engine, workflow: Workflow, given: dict[str, Any], json_outp
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     with open(log_path, "ab") as log:
         subprocess.Popen(
-            [sys.executable, "-m", "flowforge", "resume", run_id,
-             "--database-url", resolve_url(database_url)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-            start_new_session=True, close_fds=True,
+            [
+                sys.executable,
+                "-m",
+                "flowforge",
+                "resume",
+                run_id,
+                "--database-url",
+                resolve_url(database_url),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
         )
     if json_output:
         print_json(engine.get(run_id).to_dict())
     else:
         out(run_id)
-        err(f"run {run_id} started in the background (log: {log_path}); "
-            f"follow it with `flowforge runs show {run_id}`")
+        err(
+            f"run {run_id} started in the background (log: {log_path}); "
+            f"follow it with `flowforge runs show {run_id}`"
+        )
 
 
 def problems_exit(error: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -36,23 +37,61 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """flowforge: a durable workflow engine for Python."""
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors become a message and an exit code, never a traceback."""
+def run_cli(argv: list[str] | None = None) -> int:
+    """Run the command line in this process and return its exit code (for embedding, tests).
+
+    User errors become a message and an exit code, never a traceback.
+    """
     from flowforge.errors import DefinitionError, FlowforgeError, ParameterError
 
     try:
-        app(args=argv, prog_name="flowforge")
+        app(args=argv, prog_name="flowforge", standalone_mode=True)
+    except SystemExit as done:
+        return _code(done.code)
     except (DefinitionError, ParameterError) as error:
         try:
             execution.problems_exit(error)
         except typer.Exit as done:
-            sys.exit(done.exit_code)
+            return done.exit_code
     except FlowforgeError as error:
         err(f"error: {error}")
-        sys.exit(EXIT_FAILED)
+        return EXIT_FAILED
+    return 0
+
+
+def main() -> None:
+    """The console script: ``run_cli``, then a hard exit.
+
+    The work is done and committed (stores are closed by the commands) when ``run_cli``
+    returns: what remains is the interpreter freeing every object and module one by one,
+    about 40 ms after a run, a tenth of a short ``flowforge run``. Like mypy's ``hard_exit``,
+    flush and leave with ``os._exit`` instead.
+    """
+    code = run_cli()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):
+        pass
+    if "logging" in sys.modules:
+        sys.modules["logging"].shutdown()
+    os._exit(code)
+
+
+def _code(value: object) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value
+    err(str(value))
+    return EXIT_FAILED

@@ -93,7 +93,8 @@ class Board:
         data = event.data or {}
         line.attempt = int(data.get("attempt") or line.attempt)
         if kind == "started":
-            line.status, line.started, line.finished, line.note = "running", event.created_at, None, ""
+            line.status, line.started, line.finished = "running", event.created_at, None
+            line.note = ""
         elif kind == "retrying":
             line.status, line.finished = "retrying", None
             line.note = f"{_error_text(data.get('error'))}; retry in {data.get('delay', 0)}s"
@@ -159,7 +160,7 @@ class PlainProgress:
             return f"{line.status}: {line.note}"
         if kind == "block.skipped":
             return f"skipped ({line.note})" if line.note else "skipped"
-        return kind.removeprefix("block.")
+        return str(kind).removeprefix("block.")
 
     def _took(self, event: Any) -> str:
         start = self.board.run_started
@@ -180,8 +181,14 @@ class LiveProgress:
 
         self.board = board
         self.console = Console(stderr=True)
-        self.live = Live(self, console=self.console, refresh_per_second=8, transient=False,
-                         redirect_stdout=False, redirect_stderr=False)
+        self.live = Live(
+            self,
+            console=self.console,
+            refresh_per_second=8,
+            transient=False,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
 
     def start(self) -> None:
         self.live.start()
@@ -205,17 +212,33 @@ class LiveProgress:
         board = self.board
         with board.lock:
             title = Text.assemble(
-                ("run ", "bold"), (board.run_id or "…", "bold"), "  ",
+                ("run ", "bold"),
+                (board.run_id or "…", "bold"),
+                "  ",
                 (board.run_status, STYLES.get(board.run_status, "bold")),
             )
             if board.run_started is not None:
                 title.append(f"  {format_seconds((now - board.run_started).total_seconds())}")
-            grid = Table("block", "type", "status", "attempt", "time", "", box=None,
-                         header_style="bold", pad_edge=False)
+            grid = Table(
+                "block",
+                "type",
+                "status",
+                "attempt",
+                "time",
+                "",
+                box=None,
+                header_style="bold",
+                pad_edge=False,
+            )
             for line in board.blocks.values():
-                grid.add_row(line.block_id, line.type, Text(line.status, STYLES[line.status]
-                             if line.status in STYLES else ""), str(line.attempt or ""),
-                             line.elapsed(now), Text(line.note, "red" if line.status in ("failed", "retrying") else "dim"))
+                grid.add_row(
+                    line.block_id,
+                    line.type,
+                    Text(line.status, STYLES.get(line.status, "")),
+                    str(line.attempt or ""),
+                    line.elapsed(now),
+                    Text(line.note, "red" if line.status in ("failed", "retrying") else "dim"),
+                )
             counts = "  ".join(f"{n} {s}" for s, n in sorted(board.counts().items()))
         return Group(title, grid, Text(counts, "dim"))
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Annotated, Any, cast
 
 import typer
 
@@ -29,9 +30,19 @@ def list_(
     if json_output:
         print_json([r.to_dict() for r in runs])
         return
-    table(["RUN", "WORKFLOW", "STATUS", "CREATED", "DURATION"],
-          [[r.run_id, f"{r.workflow_id} v{r.workflow_version}", r.status,
-            short_time(r.created_at), duration(r.started_at, r.finished_at)] for r in runs])
+    table(
+        ["RUN", "WORKFLOW", "STATUS", "CREATED", "DURATION"],
+        [
+            [
+                r.run_id,
+                f"{r.workflow_id} v{r.workflow_version}",
+                r.status,
+                short_time(r.created_at),
+                duration(r.started_at, r.finished_at),
+            ]
+            for r in runs
+        ],
+    )
 
 
 @app.command("show")
@@ -52,9 +63,20 @@ def show(run_id: RunId, json_output: Json = False, database_url: DatabaseUrl = N
     out(f"params    {dumps(run.parameters, indent=None)}")
     out(f"outputs   {dumps(run.outputs, indent=None)}")
     out()
-    table(["BLOCK", "TYPE", "STATUS", "ATTEMPTS", "DURATION", "ERROR"],
-          [[b.block_id, b.type, b.status, b.attempts, duration(b.started_at, b.finished_at),
-            _error(b.error)] for b in run.blocks])
+    table(
+        ["BLOCK", "TYPE", "STATUS", "ATTEMPTS", "DURATION", "ERROR"],
+        [
+            [
+                b.block_id,
+                b.type,
+                b.status,
+                b.attempts,
+                duration(b.started_at, b.finished_at),
+                _error(b.error),
+            ]
+            for b in run.blocks
+        ],
+    )
 
 
 @app.command("events")
@@ -63,17 +85,36 @@ def events(run_id: RunId, json_output: Json = False, database_url: DatabaseUrl =
     from flowforge.embedded import Engine
 
     with Engine(database_url) as engine:
-        found = engine.events(run_id)
+        # Engine.list shadows the builtin in Engine's annotations: mypy misreads the type
+        found = cast("Sequence[Any]", engine.events(run_id))
     if json_output:
-        print_json([
-            {"run_id": e.run_id, "seq": e.seq, "type": e.type, "block_id": e.block_id,
-             "data": e.data, "created_at": e.created_at}
-            for e in found
-        ])
+        print_json(
+            [
+                {
+                    "run_id": e.run_id,
+                    "seq": e.seq,
+                    "type": e.type,
+                    "block_id": e.block_id,
+                    "data": e.data,
+                    "created_at": e.created_at,
+                }
+                for e in found
+            ]
+        )
         return
-    table(["SEQ", "TIME", "TYPE", "BLOCK", "DATA"],
-          [[e.seq, short_time(e.created_at), e.type, e.block_id or "",
-            _clip(dumps(e.data, indent=None)) if e.data else ""] for e in found])
+    table(
+        ["SEQ", "TIME", "TYPE", "BLOCK", "DATA"],
+        [
+            [
+                e.seq,
+                short_time(e.created_at),
+                e.type,
+                e.block_id or "",
+                _clip(dumps(e.data, indent=None)) if e.data else "",
+            ]
+            for e in found
+        ],
+    )
 
 
 def _error(error: dict[str, Any] | None) -> str:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from flowforge.cli.console import fail, out, print_json, short_time, table
 from flowforge.cli.options import DatabaseUrl, Json
 
+if TYPE_CHECKING:
+    from flowforge.store import SqlStore
+
+T = TypeVar("T")
 app = typer.Typer(help="Manage stored workflows.", no_args_is_help=True)
 WorkflowId = Annotated[str, typer.Argument(metavar="ID", help="Workflow id.")]
 
@@ -21,8 +26,8 @@ def apply(
 ) -> None:
     """Store a definition; a changed one becomes a new version, an unchanged one does not."""
     from flowforge.definition.workflow import load
-    from flowforge.store import open_store
     from flowforge.settings import database_url as resolve_url
+    from flowforge.store import open_store
 
     workflow = load(file)
     store = open_store(resolve_url(database_url))
@@ -46,9 +51,13 @@ def list_(json_output: Json = False, database_url: DatabaseUrl = None) -> None:
     if json_output:
         print_json(rows)
         return
-    table(["ID", "VERSION", "TITLE", "UPDATED"],
-          [[r["workflow_id"], r["latest_version"], r["title"] or "", short_time(r["updated_at"])]
-           for r in rows])
+    table(
+        ["ID", "VERSION", "TITLE", "UPDATED"],
+        [
+            [r["workflow_id"], r["latest_version"], r["title"] or "", short_time(r["updated_at"])]
+            for r in rows
+        ],
+    )
 
 
 @app.command("show")
@@ -74,8 +83,9 @@ def show(
 
 
 @app.command("versions")
-def versions(workflow_id: WorkflowId, json_output: Json = False,
-             database_url: DatabaseUrl = None) -> None:
+def versions(
+    workflow_id: WorkflowId, json_output: Json = False, database_url: DatabaseUrl = None
+) -> None:
     """List the versions of a workflow."""
     rows = _store_call(database_url, lambda s: s.list_versions(workflow_id))
     if not rows:
@@ -83,8 +93,10 @@ def versions(workflow_id: WorkflowId, json_output: Json = False,
     if json_output:
         print_json([{"workflow_id": workflow_id, **r} for r in rows])
         return
-    table(["VERSION", "DIGEST", "CREATED"],
-          [[r["version"], r["digest"][:12], short_time(r["created_at"])] for r in rows])
+    table(
+        ["VERSION", "DIGEST", "CREATED"],
+        [[r["version"], r["digest"][:12], short_time(r["created_at"])] for r in rows],
+    )
 
 
 @app.command("delete")
@@ -95,7 +107,7 @@ def delete(workflow_id: WorkflowId, database_url: DatabaseUrl = None) -> None:
     out(f"deleted {workflow_id}")
 
 
-def _store_call(database_url: str | None, fn):  # type: ignore[no-untyped-def]
+def _store_call(database_url: str | None, fn: Callable[[SqlStore], T]) -> T:
     from flowforge.settings import database_url as resolve_url
     from flowforge.store import open_store
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -51,6 +52,8 @@ class CompiledWorkflow:
     outputs: dict[str, Template] | None
     callables: Mapping[str, Callable[..., Any]] = field(default_factory=lambda: _NO_CALLABLES)
     context_blocks: frozenset[str] = frozenset()
+    source_dir: Path | None = None
+    """The directory of the definition file: ``python`` functions are imported from it too."""
 
 
 def compile_workflow(
@@ -58,6 +61,7 @@ def compile_workflow(
     *,
     callables: Mapping[str, Callable[..., Any]] | None = None,
     context_blocks: frozenset[str] = frozenset(),
+    source_dir: Path | None = None,
 ) -> CompiledWorkflow:
     """Compile a validated ``spec`` (templates, conditions, dependencies, default retry)."""
     default_retry = spec.settings.retry or RetryPolicy()
@@ -94,4 +98,5 @@ def compile_workflow(
         outputs=outputs,
         callables=MappingProxyType(dict(callables or {})),
         context_blocks=context_blocks,
+        source_dir=source_dir,
     )

@@ -228,7 +228,10 @@ class Workflow:
             return self._compiled[1]
         spec = self.spec if registry is None else self._validate(registry)
         compiled = compile_workflow(
-            spec, callables=self._callables, context_blocks=frozenset(self._context_blocks)
+            spec,
+            callables=self._callables,
+            context_blocks=frozenset(self._context_blocks),
+            source_dir=self._source_dir,
         )
         self._compiled = (registry, compiled)
         return compiled

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flowforge.definition.compiled import CompiledWorkflow
+from flowforge.engine import commands as cmd
 from flowforge.engine import outcomes as out
 from flowforge.engine.journal import Journal, Slots
 from flowforge.engine.planner import Planner
@@ -137,7 +138,10 @@ def create_run(step: Step, run: NewRun, workflow: CompiledWorkflow, start_now: b
     state = new_state(workflow, record)
     step.book.remember(state)
     step.touched.add(run.run_id)
-    step.journal.event(state, "run.queued", None, {"workflow_version": run.workflow_version})
+    queued: dict[str, Any] = {"workflow_version": run.workflow_version}
+    if workflow.source_dir is not None:
+        state.source_dir = queued["source_dir"] = str(workflow.source_dir)
+    step.journal.event(state, "run.queued", None, queued)
     if start_now:
         planner = step.planner(workflow, state)
         planner.start()
@@ -168,7 +172,7 @@ def apply_outcomes(step: Step, items: Sequence[tuple[ClaimedTask, out.Outcome]])
 def claim(step: Step, limit: int, run_id: str | None = None) -> None:
     """Claim due tasks and act on them: start attempts, fire timers, start runs."""
     for task in step.txn.claim_tasks(limit, step.lease, run_id):
-        workflow, state, planner = step.fresh(task.run_id)
+        workflow, state, planner = _fresh_for(step, task)
         if state.is_terminal:
             step.txn.finish_tasks([task])
             continue
@@ -187,6 +191,28 @@ def claim(step: Step, limit: int, run_id: str | None = None) -> None:
         step.commit(workflow, state, planner)
 
 
+def _fresh_for(step: Step, task: ClaimedTask) -> tuple[CompiledWorkflow, RunState, Planner]:
+    """The run's state for a claimed task.
+
+    A task the cached state cannot explain (its run ended, or its block is at another attempt)
+    means another process moved the run on, e.g. retried it: the run is reloaded, so that the
+    task is acted on rather than dropped as stale."""
+    workflow, state, planner = step.fresh(task.run_id)
+    if _explains(state, task):
+        return workflow, state, planner
+    step.book.forget([task.run_id])
+    return step.fresh(task.run_id)
+
+
+def _explains(state: RunState, task: ClaimedTask) -> bool:
+    if state.is_terminal:
+        return False
+    if task.kind not in (TaskKind.BLOCK, TaskKind.TIMER):
+        return True
+    bs = state.blocks.get(task.block_id or "")
+    return bs is not None and bs.attempt == task.attempt
+
+
 def _claimed_block(step: Step, planner: Planner, state: RunState, task: ClaimedTask) -> None:
     bs = state.blocks.get(task.block_id or "")
     if bs is None or bs.attempt != task.attempt:
@@ -201,8 +227,9 @@ def _claimed_block(step: Step, planner: Planner, state: RunState, task: ClaimedT
         bs.status not in (BlockStatus.PENDING, BlockStatus.RETRYING)
         or state.status != RunStatus.RUNNING
     ):
-        if state.status != RunStatus.PAUSED:
-            step.txn.finish_tasks([task])
+        # also when paused: holding the task would keep it from anyone until its lease ran
+        # out; resume gives the block a new one (_requeue)
+        step.txn.finish_tasks([task])
         return
     step.journal.start_attempt(state, task.block_id or "", task.attempt)
     step.journal.claimed.append(task)
@@ -213,7 +240,7 @@ def control(step: Step, run_id: str, action: str, reason: str | None = None) -> 
     workflow, state, planner = step.fresh(run_id)
     status = RunStatus(state.status)
     target = _ACTION_TARGET[action]
-    if not can_move_run(status, target) or (action == "retry" and not state.is_terminal):
+    if not can_move_run(status, target) or status not in _ACTION_FROM.get(action, status):
         raise InvalidStateError(f"cannot {action} run {run_id}: it is {status.value}")
     if action in ("cancel", "terminate"):
         if status == RunStatus.QUEUED:
@@ -224,10 +251,12 @@ def control(step: Step, run_id: str, action: str, reason: str | None = None) -> 
         step.journal.event(state, "run.paused", None, {})
         step.txn.update_run(RunUpdate(run_id, RunStatus.PAUSED))
     elif action == "resume":
+        orphans = _orphans(step, state)
         state.status = RunStatus.RUNNING
         step.journal.event(state, "run.resumed", None, {})
         step.txn.update_run(RunUpdate(run_id, RunStatus.RUNNING))
         planner.recompute()
+        planner.commands.extend(cmd.ReadyBlock(b, state.blocks[b].attempt) for b in orphans)
     else:
         _retry(step, workflow, state, planner)
     step.commit(workflow, state, planner)
@@ -249,6 +278,23 @@ def _retry(step: Step, workflow: CompiledWorkflow, state: RunState, planner: Pla
     )
     planner.recompute()
 
+
+def _orphans(step: Step, state: RunState) -> list[str]:
+    """Blocks due to start whose task was dropped while the run was paused."""
+    tasks = {t.block_id for t in step.txn.run_tasks(state.run_id) if t.kind == TaskKind.BLOCK}
+    return [
+        block_id
+        for block_id, bs in state.blocks.items()
+        if (bs.status == BlockStatus.RETRYING or bs.queued) and block_id not in tasks
+    ]
+
+
+_ACTION_FROM = {
+    "resume": frozenset({RunStatus.PAUSED}),
+    "retry": frozenset({RunStatus.FAILED, RunStatus.CANCELED, RunStatus.TIMED_OUT}),
+}
+"""Where an action may start from, when the transition table allows more (a failed run goes
+back to running by retry, never by resume)."""
 
 _ACTION_TARGET = {
     "cancel": RunStatus.CANCELED,

@@ -48,8 +48,8 @@ class Journal:
     slots: Slots
     events: list[Event] = field(default_factory=list)
     tasks: list[NewTask] = field(default_factory=list)
-    attempt_inserts: list[AttemptWrite] = field(default_factory=list)
-    attempt_updates: list[AttemptWrite] = field(default_factory=list)
+    attempts: list[AttemptWrite] = field(default_factory=list)
+    """Attempts that ended in this transaction (one ``block_runs`` row each)."""
     claimed: list[ClaimedTask] = field(default_factory=list)
     canceled: list[tuple[str, str]] = field(default_factory=list)
     """(run_id, block_id) whose running attempt must be stopped after the commit."""
@@ -60,7 +60,8 @@ class Journal:
         self.events.append(Event(state.run_id, state.seq, kind, block_id, data, self.now))
 
     def start_attempt(self, state: RunState, block_id: str, attempt: int) -> None:
-        """The block's attempt starts on this worker: its row and ``block.started``."""
+        """The block's attempt starts on this worker: ``block.started``. Its ``block_runs`` row is
+        written once, when the attempt ends (the event log already says it started)."""
         bs = state.blocks[block_id]
         if bs.status != BlockStatus.RUNNING:
             state.running += 0 if bs.queued else 1
@@ -69,16 +70,6 @@ class Journal:
             False,
             self.now,
             attempt,
-        )
-        self.attempt_inserts.append(
-            AttemptWrite(
-                state.run_id,
-                block_id,
-                attempt,
-                "running",
-                worker_id=self.txn.worker_id,
-                started_at=self.now,
-            )
         )
         self.event(state, "block.started", block_id, {"attempt": attempt})
 
@@ -135,7 +126,6 @@ class Journal:
             }
             self.event(state, c.event, c.block_id, data)
         elif isinstance(c, cmd.SuspendBlock):
-            self._finish_attempt(state, c.block_id, c.attempt, "waiting")
             self.tasks.append(
                 NewTask(
                     timer_task_id(run_id, c.block_id),
@@ -190,7 +180,8 @@ class Journal:
         error: dict[str, Any] | None = None,
     ) -> None:
         if attempt > 0:
-            self.attempt_updates.append(
+            lost = error is not None and error.get("type") == "WorkerLost"
+            self.attempts.append(
                 AttemptWrite(
                     state.run_id,
                     block_id,
@@ -198,6 +189,8 @@ class Journal:
                     status,
                     output=output,
                     error=error,
+                    worker_id=None if lost else self.txn.worker_id,
+                    started_at=state.blocks[block_id].started_at,
                     finished_at=self.now,
                 )
             )
@@ -233,5 +226,5 @@ class Journal:
             self.txn.append_events(self.events[self._flushed_events :])
             self._flushed_events = len(self.events)
             self.flush_tasks()
-            self.txn.write_attempts(self.attempt_inserts, self.attempt_updates)
-            self.attempt_inserts, self.attempt_updates = [], []
+            self.txn.write_attempts(self.attempts)
+            self.attempts = []

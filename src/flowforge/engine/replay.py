@@ -69,6 +69,9 @@ def replay(
 
 
 def _apply(state: RunState, event: Event) -> None:
+    if event.type == "run.queued":
+        state.source_dir = event.data.get("source_dir")
+        return
     status = _RUN_EVENT_STATUS.get(event.type)
     if status is not None:
         state.status = status

@@ -74,6 +74,8 @@ class RunState:
     params_view: dict[str, Any] = field(default_factory=dict)
     """``parameters`` as templates see them: secret parameters read ``***``."""
     secret_names: list[str] = field(default_factory=list)
+    source_dir: str | None = None
+    """Where the definition file was when the run was queued (``python`` imports)."""
     ready: deque[str] = field(default_factory=deque)
     """Blocks whose trigger rule allows them to start, waiting for a concurrency slot."""
     running: int = 0

@@ -12,13 +12,13 @@ def open_store(
 ) -> SqlStore:
     """Open the store at ``url``, creating or upgrading its schema first when ``migrate``.
 
-    A current schema costs one query; SQLAlchemy and Alembic are imported only when the schema
-    must be created or upgraded."""
+    A current schema costs one query; a new database gets its tables from plain SQL; SQLAlchemy
+    and Alembic are imported only to upgrade an older schema."""
     store = SqlStore(url, sqlite_synchronous=sqlite_synchronous)
     if migrate:
         from flowforge.store.revision import SCHEMA_REVISION
 
-        if store.schema_revision() != SCHEMA_REVISION:
+        if store.schema_revision() != SCHEMA_REVISION and not store.create_schema():
             from flowforge.store.migrate import ensure_schema
 
             ensure_schema(store.engine)

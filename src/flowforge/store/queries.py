@@ -53,13 +53,9 @@ SQL: dict[str, str] = {
     "delete_run_tasks": "DELETE FROM tasks WHERE run_id = :run_id",
     "delete_task_by_id": "DELETE FROM tasks WHERE run_id = :run_id AND id = :id",
     "insert_attempt": (
-        "INSERT INTO block_runs (run_id, block_id, attempt, status, worker_id, started_at)"
-        " VALUES (:run_id, :block_id, :attempt, :status, :worker_id, :started_at)"
-    ),
-    "update_attempt": (
-        "UPDATE block_runs SET status = :status, output = {json:output}, error = {json:error},"
-        " finished_at = :finished_at"
-        " WHERE run_id = :run_id AND block_id = :block_id AND attempt = :attempt"
+        "INSERT INTO block_runs (run_id, block_id, attempt, status, output, error, worker_id,"
+        " started_at, finished_at) VALUES (:run_id, :block_id, :attempt, :status,"
+        " {json:output}, {json:error}, :worker_id, :started_at, :finished_at)"
     ),
     # -- workers and leases
     "register_worker": (
@@ -123,6 +119,12 @@ SQL: dict[str, str] = {
     ),
     "delete_workflow": "DELETE FROM workflows WHERE id = :id",
     "schema_revision": "SELECT version_num FROM alembic_version",
+    "table_count_sqlite": (
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    ),
+    "table_count_postgresql": (
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()"
+    ),
     "claim_tasks_sqlite": (
         "UPDATE tasks SET worker_id = :worker_id, lease_expires_at = {now} + :lease,"
         " token = token + 1"

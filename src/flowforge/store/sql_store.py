@@ -159,6 +159,23 @@ class SqlStore:
             return None
         return str(rows[0][0]) if rows else None
 
+    def create_schema(self) -> bool:
+        """Create the tables of an empty database; False when it is not empty (upgrade it)."""
+        from flowforge.store import ddl
+
+        def create(txn: SqlTransaction) -> bool:
+            if txn.rows("table_count", {})[0][0]:
+                return False
+            for statement in ddl.statements(self.dialect):
+                txn.run_sql(statement)
+            return True
+
+        try:
+            return self.transaction(create)
+        except StoreError:
+            # another process created it at the same moment
+            return self.schema_revision() == ddl.SCHEMA_REVISION
+
     # -- workers and leases ---------------------------------------------------------------
     def register_worker(self, worker_id: str, hostname: str, pid: int) -> None:
         params = {

@@ -48,6 +48,7 @@ class Dialect:
             f"claim_tasks_{name}", name, "AND run_id = :run_id"
         )
         self.sql["claim_tasks"] = self.sql[f"claim_tasks_{name}"]
+        self.sql["table_count"] = self.sql[f"table_count_{name}"]
         self.is_integrity_error: type[BaseException] = _integrity_error(name)
 
     def json_in(self, value: Any) -> str | None:
@@ -132,6 +133,12 @@ class SqlTransaction:
     def rows(self, name: str, params: dict[str, Any]) -> list[Any]:
         """Run a named query and return its rows (store-internal)."""
         return list(self._run(name, params).fetchall())
+
+    def run_sql(self, statement: str) -> None:
+        """Run a parameterless statement now (schema creation)."""
+        if self._buffer is not None:
+            self.flush_buffer()
+        self.cursor.execute(statement)
 
     def execute(self, name: str, params: dict[str, Any]) -> int:
         """Run a named statement now and return its row count (store-internal)."""
@@ -286,9 +293,7 @@ class SqlTransaction:
         else:
             self._many("delete_task_by_id", [{"run_id": run_id, "id": i} for i in task_ids])
 
-    def write_attempts(
-        self, inserts: Sequence[AttemptWrite], updates: Sequence[AttemptWrite]
-    ) -> None:
+    def write_attempts(self, attempts: Sequence[AttemptWrite]) -> None:
         d = self.dialect
         self._many(
             "insert_attempt",
@@ -298,24 +303,12 @@ class SqlTransaction:
                     "block_id": a.block_id,
                     "attempt": a.attempt,
                     "status": a.status,
-                    "worker_id": a.worker_id,
-                    "started_at": d.time_in(a.started_at),
-                }
-                for a in inserts
-            ],
-        )
-        self._many(
-            "update_attempt",
-            [
-                {
-                    "run_id": a.run_id,
-                    "block_id": a.block_id,
-                    "attempt": a.attempt,
-                    "status": a.status,
                     "output": d.json_in(a.output),
                     "error": d.json_in(a.error),
+                    "worker_id": a.worker_id,
+                    "started_at": d.time_in(a.started_at),
                     "finished_at": d.time_in(a.finished_at),
                 }
-                for a in updates
+                for a in attempts
             ],
         )

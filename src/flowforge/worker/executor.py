@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,7 @@ async def execute(
     secrets = SecretsView(
         {name: state.parameters[name] for name in state.secret_names if name in state.parameters}
     )
+    stop = threading.Event()
     try:
         instance = _instantiate(block, state, secrets)
         ctx = BlockContext(
@@ -40,6 +42,7 @@ async def execute(
             params=state.params_view,
             logger=logger.getChild(block.id),
             resolve_function=resolve_function,
+            cancel_event=stop,
         )
         if block.timeout is None:
             result = await instance.run(ctx)
@@ -65,6 +68,10 @@ async def execute(
         )
     except Exception as exc:
         return out.Errored(block.id, attempt, type(exc).__name__, _clean(str(exc), secrets))
+    finally:
+        # the attempt is over for the engine (done, timed out or canceled): code still running
+        # in a thread sees ctx.cancelled and can stop
+        stop.set()
     if isinstance(result, Suspend):
         return out.Suspended(block.id, attempt, result.delay, result.due_at)
     return _succeeded(block.id, attempt, result, secrets)

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from flowforge.engine import advance
@@ -63,14 +64,16 @@ class Worker:
         self._claim_hint = 0.0
         """Wall time at which unclaimed work may be due (0: now)."""
         self._stopping = False
+        self._event_loop: asyncio.AbstractEventLoop | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._beat_task: asyncio.Task[None] | None = None
-        self._resolvers: dict[tuple[str, int], FunctionResolver] = {}
+        self._resolvers: dict[tuple[str, int, str | None], FunctionResolver] = {}
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowforge-db")
         self._inline_db = store.dialect == "sqlite"
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
+        self._event_loop = asyncio.get_running_loop()
         await self.db(
             lambda: self.store.register_worker(self.worker_id, socket.gethostname(), os.getpid())
         )
@@ -83,11 +86,11 @@ class Worker:
         self._wake.set()
         for task in list(self._running.values()):
             task.cancel()
-        for task in (self._loop_task, self._beat_task):
-            if task is not None:
-                task.cancel()
+        for own in (self._loop_task, self._beat_task):
+            if own is not None:
+                own.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                    await own
         await asyncio.gather(*self._running.values(), return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.db(lambda: self.store.deregister_worker(self.worker_id))
@@ -102,7 +105,45 @@ class Worker:
 
     async def transact(self, fn: Callable[[advance.Step], Any]) -> advance.Advanced:
         """One engine step in one store transaction; retried after a concurrent writer."""
+        body = self._body(fn)
+        while True:
+            try:
+                result = await self.db(lambda: self.store.transaction(body, self.worker_id))
+            except StaleWriteError:
+                continue
+            self.transactions += 1
+            self._dispatch(result)
+            return result
 
+    def transact_blocking(self, fn: Callable[[advance.Step], Any]) -> advance.Advanced:
+        """``transact`` for a synchronous caller (``Engine.cancel`` and the other controls).
+
+        From another thread, the step is handed to the worker's loop. On the loop's own thread
+        (a coroutine calling a sync control) the loop cannot be waited for: the step runs at
+        once where the worker's steps run (inline, or its one database thread), so it never
+        races them over the cached run states."""
+        loop = self._event_loop
+        assert loop is not None, "the worker is not started"
+        if _running_loop() is not loop:
+            return asyncio.run_coroutine_threadsafe(self.transact(fn), loop).result()
+        body = self._body(fn)
+        while True:
+            try:
+                result = self._db_blocking(lambda: self.store.transaction(body, self.worker_id))
+            except StaleWriteError:
+                continue
+            self.transactions += 1
+            self._dispatch(result)
+            return result
+
+    def _db_blocking(self, fn: Callable[[], T]) -> T:
+        if self._inline_db:
+            return fn()
+        return self._db_thread.submit(fn).result()
+
+    def _body(
+        self, fn: Callable[[advance.Step], Any]
+    ) -> Callable[[SqlTransaction], advance.Advanced]:
         def body(txn: SqlTransaction) -> advance.Advanced:
             step = advance.Step(
                 txn, self.book, Slots(self.concurrency - len(self._running)), self.lease
@@ -115,14 +156,7 @@ class Worker:
                 self.book.forget(step.result.run_ids | step.touched)
                 raise
 
-        while True:
-            try:
-                result = await self.db(lambda: self.store.transaction(body, self.worker_id))
-            except StaleWriteError:
-                continue
-            self.transactions += 1
-            self._dispatch(result)
-            return result
+        return body
 
     # -- the loop ---------------------------------------------------------------------------
     async def _loop(self) -> None:
@@ -205,11 +239,12 @@ class Worker:
         self._wake.set()
 
     def _resolver(self, state: RunState) -> FunctionResolver:
-        key = (state.workflow_id, state.workflow_version)
+        key = (state.workflow_id, state.workflow_version, state.source_dir)
         resolver = self._resolvers.get(key)
         if resolver is None:
-            workflow = self.book.workflow(*key)
-            resolver = FunctionResolver(workflow.callables, getattr(workflow, "source_dir", None))
+            workflow = self.book.workflow(state.workflow_id, state.workflow_version)
+            source_dir = Path(state.source_dir) if state.source_dir else workflow.source_dir
+            resolver = FunctionResolver(workflow.callables, source_dir)
             self._resolvers[key] = resolver
         return resolver
 
@@ -227,6 +262,13 @@ class Worker:
         if claim:
             self._claim_hint = 0.0
         self._wake.set()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _soonest(events: list[Event]) -> float:

@@ -1,0 +1,43 @@
+"""Starting a run with an idempotency key already used returns the existing run (SPEC 3)."""
+
+from __future__ import annotations
+
+import flowforge
+
+
+def test_same_idempotency_key_runs_once_and_returns_the_same_run(
+    engine: flowforge.Engine,
+) -> None:
+    wf = flowforge.Workflow("once")
+    calls = []
+
+    @wf.block()
+    def effect() -> int:
+        calls.append(1)
+        return len(calls)
+
+    first = engine.run(wf, idempotency_key="k")
+    second = engine.run(wf, idempotency_key="k")
+    assert first.run_id == second.run_id
+    assert (second.status, second.outputs) == ("completed", {"effect": 1})
+    assert len(calls) == 1
+    other = engine.run(wf, idempotency_key="other")
+    assert other.run_id != first.run_id and len(calls) == 2
+    assert len(engine.list(workflow_id="once")) == 2
+
+
+def test_idempotency_key_is_per_workflow(engine: flowforge.Engine) -> None:
+    make = lambda wid: flowforge.Workflow.from_dict(  # noqa: E731
+        {"id": wid, "blocks": [{"id": "a", "type": "noop"}]}
+    )
+    one = engine.run(make("one"), idempotency_key="k")
+    two = engine.run(make("two"), idempotency_key="k")
+    assert one.run_id != two.run_id
+
+
+def test_idempotency_key_is_honoured_across_engines(store_url: str) -> None:
+    wf = flowforge.Workflow.from_dict({"id": "shared", "blocks": [{"id": "a", "type": "noop"}]})
+    with flowforge.Engine(store_url) as first_engine:
+        first = first_engine.run(wf, idempotency_key="k")
+    with flowforge.Engine(store_url) as second_engine:
+        assert second_engine.run(wf, idempotency_key="k").run_id == first.run_id
