@@ -13,6 +13,7 @@ from typing import Any
 
 from flowforge.definition.compiled import CompiledWorkflow
 from flowforge.definition.parameters import validate_parameters
+from flowforge.definition.registry import default_registry, registry_for_stored
 from flowforge.definition.workflow import Workflow
 from flowforge.engine import advance
 from flowforge.engine.journal import Slots
@@ -93,9 +94,13 @@ class Engine:
         found = self.store.get_workflow_version(workflow_id, version)
         if found is None:
             raise NotFoundError(f"workflow {workflow_id} version {version} does not exist")
-        workflow = Workflow.from_dict(found[1])
+        definition = found[1]
+        types = [block.get("type", "") for block in definition.get("blocks", [])
+                 if isinstance(block, dict)]
+        registry = registry_for_stored(types)
+        workflow = Workflow.from_dict(definition, registry=registry)
         self._definitions[(workflow_id, version)] = workflow
-        return workflow.compile()
+        return workflow.compile(registry if registry is not default_registry() else None)
 
     # -- runs -------------------------------------------------------------------------------
     def run(

@@ -97,7 +97,7 @@ def build_result(
                 block_id=block_id,
                 type=block.spec.type,
                 status=bs.status.value,
-                attempts=bs.attempt,
+                attempts=bs.attempts,
                 started_at=first_start.get(block_id, bs.started_at),
                 finished_at=bs.finished_at if bs.is_final else None,
                 output=bs.output,

@@ -23,6 +23,7 @@ def _gated(gate: asyncio.Event, log: list[str]) -> flowforge.Workflow:
 
     @wf.block()
     async def first() -> str:
+        log.append("first started")
         try:
             await gate.wait()
         except asyncio.CancelledError:
@@ -50,11 +51,24 @@ async def _start(engine: flowforge.Engine, wf: flowforge.Workflow) -> tuple[str,
     return run_id, task
 
 
+def _ended(log: list[str]) -> list[str]:
+    return [entry for entry in log if entry != "first started"]
+
+
+async def _start_running(
+    engine: flowforge.Engine, wf: flowforge.Workflow, log: list[str]
+) -> tuple[str, asyncio.Task]:
+    """Start the run and wait until block 'first' is really executing (not just claimed)."""
+    run_id, task = await _start(engine, wf)
+    await async_wait_until(lambda: "first started" in log, what="block 'first' to execute")
+    return run_id, task
+
+
 async def test_cancel_stops_the_running_block_and_ends_the_run_canceled(
     engine: flowforge.Engine,
 ) -> None:
     log: list[str] = []
-    run_id, task = await _start(engine, _gated(asyncio.Event(), log))
+    run_id, task = await _start_running(engine, _gated(asyncio.Event(), log), log)
 
     canceled = engine.cancel(run_id)
     result = await asyncio.wait_for(task, 5)
@@ -64,7 +78,7 @@ async def test_cancel_stops_the_running_block_and_ends_the_run_canceled(
     assert record.status == "canceled"
     assert record.block("first").status == "canceled"
     assert record.block("second").status in ("pending", "skipped")
-    assert log == ["first canceled"]
+    assert _ended(log) == ["first canceled"]
     assert types_of(engine.events(run_id))[-1] == "run.canceled"
 
 
@@ -131,7 +145,7 @@ async def test_pause_lets_the_running_block_finish_and_starts_nothing_until_resu
     record = engine.get(run_id)
     assert record.status == "paused"
     assert record.block("second").status == "pending"
-    assert log == ["first done"]
+    assert _ended(log) == ["first done"]
 
     assert engine.unpause(run_id).status in ("running", "completed")
     result = await asyncio.wait_for(task, 5)
@@ -242,7 +256,7 @@ async def test_retry_of_a_canceled_run_reruns_the_canceled_block(
     assert engine.retry(run_id).status == "running"
     result = await asyncio.wait_for(engine.resume_async(run_id), 5)
     assert (result.status, result.outputs) == ("completed", {"second": "one+two"})
-    assert log == ["first canceled", "first done", "second done"]
+    assert _ended(log) == ["first canceled", "first done", "second done"]
 
 
 def test_retry_of_a_timed_out_run_continues_it(engine: flowforge.Engine) -> None:

@@ -6,14 +6,23 @@ import difflib
 import importlib
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from importlib.metadata import EntryPoint, entry_points
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from pydantic import ConfigDict
 
 from flowforge.definition.block import Block, BlockSpec
 from flowforge.definition.builtin_specs import BUILTIN_SPECS
+from flowforge.errors import NonRetryableError
 
-__all__ = ["BlockTypeRegistry", "block_type", "default_registry"]
+__all__ = [
+    "BlockTypeRegistry",
+    "UnavailableBlock",
+    "block_type",
+    "default_registry",
+    "registry_for_stored",
+]
 
 B = TypeVar("B", bound=BlockSpec)
 
@@ -147,3 +156,38 @@ def block_type(name: str) -> Callable[[type[B]], type[B]]:
         return cls
 
     return register
+
+
+class UnavailableBlock(Block):
+    """Stands for a block type this process does not have (a custom type registered elsewhere).
+
+    A stored run that uses it can still be shown, listed and replayed; running such a block
+    fails with ``UnknownBlockType`` and is not retried.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+    async def run(self, ctx: Any) -> Any:
+        raise NonRetryableError(
+            f"block type '{self.type}' is not registered in this process: import the module "
+            "that declares it, or install the package that provides it",
+            error_type="UnknownBlockType",
+        )
+
+
+def registry_for_stored(types: Iterable[str]) -> BlockTypeRegistry:
+    """The default registry, plus placeholders for ``types`` it does not know.
+
+    Stored definitions were valid when they were applied; reading them back must not fail
+    because this process lacks a custom type."""
+    registry = default_registry()
+    missing = sorted({name for name in types if registry.get(name) is None})
+    if not missing:
+        return registry
+    lenient = BlockTypeRegistry()
+    for name, cls in registry._registered.items():
+        lenient.register(name, cls)
+    for name in missing:
+        lenient.register(name, type(f"Unavailable_{name}", (UnavailableBlock,),
+                                    {"type_name": name, "__module__": __name__}))
+    return lenient

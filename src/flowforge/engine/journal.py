@@ -122,6 +122,7 @@ class Journal:
                 "error": c.error,
                 "next_attempt": c.next_attempt,
                 "delay": round(c.delay, 3),
+                "due_at": self._due(None, c.delay),
                 "lost": c.lost,
             }
             self.event(state, c.event, c.block_id, data)
@@ -141,7 +142,7 @@ class Journal:
                 state,
                 c.event,
                 c.block_id,
-                {"attempt": c.attempt, "due_at": c.due_at, "delay": c.delay},
+                {"attempt": c.attempt, "due_at": self._due(c.due_at, c.delay), "delay": c.delay},
             )
         elif isinstance(c, cmd.SkipBlock):
             self.event(state, c.event, c.block_id, {"reason": c.reason})
@@ -162,11 +163,13 @@ class Journal:
                 )
             )
             timeout = workflow.spec.settings.timeout
+            data: dict[str, Any] = {}
             if timeout:
                 self.tasks.append(
                     NewTask(deadline_task_id(run_id), run_id, TaskKind.DEADLINE, delay=timeout)
                 )
-            self.event(state, c.event, None, {})
+                data["due_at"] = self._due(None, timeout)  # the run's deadline
+            self.event(state, c.event, None, data)
         elif isinstance(c, cmd.FinishRun):
             self._finish_run(state, c)
 
@@ -194,6 +197,10 @@ class Journal:
                     finished_at=self.now,
                 )
             )
+
+    def _due(self, due_at: float | None, delay: float | None) -> float:
+        """When a timer fires, in epoch seconds, for the event (the task holds the truth)."""
+        return due_at if due_at is not None else self.now.timestamp() + (delay or 0.0)
 
     def _finish_run(self, state: RunState, c: cmd.FinishRun) -> None:
         run_id = state.run_id

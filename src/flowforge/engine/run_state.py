@@ -43,13 +43,18 @@ class BlockState:
     def is_final(self) -> bool:
         return self.status in FINAL_BLOCK_STATUSES
 
+    @property
+    def attempts(self) -> int:
+        """Attempts started so far (a retrying block has numbered its next one already)."""
+        return self.attempt - 1 if self.status == BlockStatus.RETRYING else self.attempt
+
     def as_scope(self) -> dict[str, Any]:
         """The mapping templates see as ``blocks.ID``."""
         return {
             "output": self.output,
             "status": self.status.value,
             "error": self.error,
-            "attempts": self.attempt,
+            "attempts": self.attempts,
         }
 
 

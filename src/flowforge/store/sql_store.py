@@ -81,7 +81,13 @@ class SqlStore:
         """Run ``fn`` in one transaction on this thread's connection.
 
         Retried whole on transient errors; ``StaleWriteError`` (another writer moved the run
-        on) goes to the caller, which forgets the run's cached state and tries again."""
+        on) goes to the caller, which forgets the run's cached state and tries again.
+
+        A call made while this thread already has a transaction open (a workflow definition
+        read while a run is being loaded) joins that transaction."""
+        current = getattr(self._local, "txn", None)
+        if current is not None:
+            return fn(current)
         optimistic = self._pg
         for attempt in range(1, MAX_TRIES + 1):
             conn = self._connection()
@@ -89,7 +95,8 @@ class SqlStore:
                 if self._pg:
                     return self._pg_transaction(conn, fn, worker_id, optimistic)
                 conn.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
-                result = fn(SqlTransaction(conn, self._dialect, worker_id, time.time()))
+                result = self._within(fn, SqlTransaction(conn, self._dialect, worker_id,
+                                                         time.time()))
                 conn.execute("COMMIT")
                 return result
             except StaleWriteError:
@@ -115,9 +122,16 @@ class SqlStore:
     ) -> T:
         txn = SqlTransaction(conn, self._dialect, worker_id, 0.0)
         txn.optimistic = optimistic
-        result = fn(txn)
+        result = self._within(fn, txn)
         txn.flush_buffer(commit=True)
         return result
+
+    def _within(self, fn: Callable[[SqlTransaction], T], txn: SqlTransaction) -> T:
+        self._local.txn = txn
+        try:
+            return fn(txn)
+        finally:
+            self._local.txn = None
 
     def _connection(self) -> Any:
         conn = getattr(self._local, "conn", None)

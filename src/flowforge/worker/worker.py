@@ -26,6 +26,7 @@ from flowforge.engine.journal import Slots
 from flowforge.engine.ports import StaleWriteError
 from flowforge.engine.records import ClaimedTask, Event, TaskKind
 from flowforge.engine.run_state import RunState
+from flowforge.engine.states import BlockStatus
 from flowforge.store.sql_store import SqlStore
 from flowforge.store.transaction import SqlTransaction
 from flowforge.worker.executor import execute
@@ -191,12 +192,13 @@ class Worker:
             if claim_now:
                 advance.claim(s, max(s.slots.free, 0))
 
-        result = await self.transact(step)
         if claim_now:
-            # polled: nothing more is known to be due until the next poll
+            # polled: nothing more is known to be due until the next poll, unless this very
+            # step schedules something sooner (``_dispatch`` lowers the hint then)
             self._claim_hint = time.time() + self.poll_interval
-            if len(result.claimed) >= free:
-                self._claim_hint = 0.0
+        result = await self.transact(step)
+        if claim_now and len(result.claimed) >= free:
+            self._claim_hint = 0.0  # there may be more than there was room for
 
     def _dispatch(self, result: advance.Advanced) -> None:
         for run_id, block_id in result.canceled:
@@ -205,8 +207,9 @@ class Worker:
                 running.cancel()
         for task in result.claimed:
             self._launch(task)
-        if any(e.type in ("block.retrying", "block.waiting") for e in result.events):
-            self._claim_hint = min(self._claim_hint, time.time() + _soonest(result.events))
+        soonest = _soonest(result.events)
+        if soonest is not None:
+            self._claim_hint = min(self._claim_hint, time.time() + soonest)
         for event in result.events:
             for observer in self.observers:
                 try:
@@ -218,6 +221,9 @@ class Worker:
         state = self.book.cached(task.run_id)
         if state is None or task.kind != TaskKind.BLOCK or task.block_id is None:
             return
+        block = state.blocks.get(task.block_id)
+        if block is None or block.status != BlockStatus.RUNNING or block.attempt != task.attempt:
+            return  # canceled (or moved on) between its claim and now: nothing to run
         key = (task.run_id, task.block_id)
         self._running[key] = asyncio.create_task(self._attempt(task, state), name=str(key))
 
@@ -271,11 +277,7 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def _soonest(events: list[Event]) -> float:
-    delays = [
-        float(e.data.get("delay") or 0.0)
-        for e in events
-        if e.type in ("block.retrying", "block.waiting") and e.data.get("due_at") is None
-    ]
-    due = [float(e.data["due_at"]) - time.time() for e in events if e.data.get("due_at")]
-    return max(0.0, min(delays + due, default=0.0))
+def _soonest(events: list[Event]) -> float | None:
+    """Seconds until the earliest timer these events set (retries, waits, run deadlines)."""
+    due = [float(e.data["due_at"]) for e in events if e.data.get("due_at") is not None]
+    return max(0.0, min(due) - time.time()) if due else None
