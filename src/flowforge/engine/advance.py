@@ -172,7 +172,12 @@ def apply_outcomes(step: Step, items: Sequence[tuple[ClaimedTask, out.Outcome]])
 def claim(step: Step, limit: int, run_id: str | None = None) -> None:
     """Claim due tasks and act on them: start attempts, fire timers, start runs."""
     for task in step.txn.claim_tasks(limit, step.lease, run_id):
-        workflow, state, planner = _fresh_for(step, task)
+        try:
+            workflow, state, planner = _fresh_for(step, task)
+        except NotFoundError:
+            # an orphan (its run or its workflow version was deleted): nothing to do with it
+            step.txn.finish_tasks([task])
+            continue
         if state.is_terminal:
             step.txn.finish_tasks([task])
             continue
