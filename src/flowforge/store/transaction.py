@@ -88,7 +88,14 @@ class SqlTransaction:
             # costs one round trip unless the transaction must read something first
             import psycopg
 
+            from flowforge.store.literals import Literals
+
             self._client = psycopg.ClientCursor(self._connection)
+            literals = getattr(self._connection, "_flowforge_literals", None)
+            if literals is None:
+                literals = Literals(psycopg.pq.Escaping(self._connection.pgconn).escape_literal)
+                self._connection._flowforge_literals = literals
+            self._literals: Literals = literals
             self._buffer = ["BEGIN"]
         self.dialect = dialect
         self.worker_id = worker_id
@@ -108,14 +115,14 @@ class SqlTransaction:
     def _write(self, name: str, params: dict[str, Any]) -> None:
         """A statement whose result nobody reads: buffered on PostgreSQL."""
         if self._buffer is not None:
-            self._buffer.append(self._client.mogrify(self.dialect.sql[name], params))
+            self._buffer.append(self._literals.render(self.dialect.sql[name], params))
         else:
             self.cursor.execute(self.dialect.sql[name], params)
 
     def _many(self, name: str, rows: list[dict[str, Any]]) -> None:
         if self._buffer is not None:
             sql = self.dialect.sql[name]
-            self._buffer.extend(self._client.mogrify(sql, row) for row in rows)
+            self._buffer.extend(self._literals.render(sql, row) for row in rows)
         elif len(rows) == 1:
             self.cursor.execute(self.dialect.sql[name], rows[0])
         elif rows:
@@ -211,7 +218,7 @@ class SqlTransaction:
         where = "%(run_id)s" if d.pg else ":run_id"
         sql = f"UPDATE runs SET {', '.join(sets)} WHERE id = {where}"
         if self._buffer is not None:
-            self._buffer.append(self._client.mogrify(sql, params))
+            self._buffer.append(self._literals.render(sql, params))
         else:
             self.cursor.execute(sql, params)
 
@@ -275,11 +282,11 @@ class SqlTransaction:
             # PostgreSQL pipeline: assume this worker still holds every task; if one is stale
             # the statement fails, the whole transaction with it, and the store reruns it
             # without optimism (one round trip per block instead of two).
-            mogrify = self._client.mogrify
-            pairs = ", ".join(mogrify("(%s, %s)", (task.task_id, task.token)) for task in tasks)
+            literal = self._literals.literal
+            pairs = ", ".join(f"({literal(t.task_id)}, {t.token})" for t in tasks)
             sql = self.dialect.sql["delete_tasks_fenced"].replace("{pairs}", pairs)
             assert self._buffer is not None
-            self._buffer.append(mogrify(sql, {"n": len(tasks)}))
+            self._buffer.append(self._literals.render(sql, {"n": len(tasks)}))
             return [True] * len(tasks)
         held = []
         for task in tasks:

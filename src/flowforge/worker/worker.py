@@ -71,6 +71,7 @@ class Worker:
         self._resolvers: dict[tuple[str, int, str | None], FunctionResolver] = {}
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowforge-db")
         self._inline_db = store.dialect == "sqlite"
+        self._db_calls_in_thread = 0
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -98,11 +99,22 @@ class Worker:
         self._db_thread.shutdown(wait=True)
 
     async def db(self, fn: Callable[[], T]) -> T:
-        """Run a store call. SQLite commits take microseconds and run inline; PostgreSQL round
-        trips run in the worker's one database thread so blocks keep running meanwhile."""
-        if self._inline_db:
+        """Run a store call. SQLite commits take microseconds and run inline. A PostgreSQL
+        round trip runs in the worker's one database thread while blocks are running, so they
+        keep running meanwhile; with none running there is nothing to keep going, and the
+        thread hop would only add latency (a chain of blocks pays it once per block)."""
+        if self._runs_inline():
             return fn()
-        return await asyncio.get_running_loop().run_in_executor(self._db_thread, fn)
+        self._db_calls_in_thread += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._db_thread, fn)
+        finally:
+            self._db_calls_in_thread -= 1
+
+    def _runs_inline(self) -> bool:
+        # never inline while a call is still in the database thread: the run states in memory
+        # must be changed by one transaction at a time
+        return self._inline_db or (not self._running and not self._db_calls_in_thread)
 
     async def transact(self, fn: Callable[[advance.Step], Any]) -> advance.Advanced:
         """One engine step in one store transaction; retried after a concurrent writer."""
@@ -138,7 +150,7 @@ class Worker:
             return result
 
     def _db_blocking(self, fn: Callable[[], T]) -> T:
-        if self._inline_db:
+        if self._runs_inline():
             return fn()
         return self._db_thread.submit(fn).result()
 
