@@ -29,8 +29,9 @@ def _admin(sql: str) -> None:
     import psycopg
 
     assert PG_ADMIN_URL is not None
-    with psycopg.connect(PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://"),
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+    ) as conn:
         conn.execute(sql)
 
 
@@ -60,7 +61,7 @@ class PostgresDatabases:
         for name in reversed(self.made):
             try:
                 _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            except Exception as exc:  # noqa: BLE001 - leave the rest to be dropped
+            except Exception as exc:
                 print(f"could not drop test database {name}: {exc}")
 
 
@@ -68,8 +69,10 @@ class PostgresDatabases:
 def pg_databases() -> Iterator[PostgresDatabases | None]:
     if PG_ADMIN_URL is None:
         if os.environ.get("CI"):
-            pytest.fail("CI is set but FLOWFORGE_TEST_POSTGRES_URL is not: PostgreSQL tests "
-                        "must run in CI (make test sets it when PostgreSQL answers)")
+            pytest.fail(
+                "CI is set but FLOWFORGE_TEST_POSTGRES_URL is not: PostgreSQL tests "
+                "must run in CI (make test sets it when PostgreSQL answers)"
+            )
         yield None
         return
     databases = PostgresDatabases()
@@ -80,14 +83,17 @@ def pg_databases() -> Iterator[PostgresDatabases | None]:
 
 
 @pytest.fixture(params=STORES)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path,
-              pg_databases: PostgresDatabases | None) -> str:
+def store_url(
+    request: pytest.FixtureRequest, tmp_path: Path, pg_databases: PostgresDatabases | None
+) -> str:
     """A fresh, migrated store: an SQLite file, or a PostgreSQL database of its own."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'flowforge.db'}"
     if pg_databases is None:
-        pytest.skip("PostgreSQL: FLOWFORGE_TEST_POSTGRES_URL is not set (make test sets it when "
-                    "PostgreSQL answers on 127.0.0.1:5432)")
+        pytest.skip(
+            "PostgreSQL: FLOWFORGE_TEST_POSTGRES_URL is not set (make test sets it when "
+            "PostgreSQL answers on 127.0.0.1:5432)"
+        )
     return pg_databases.new()
 
 

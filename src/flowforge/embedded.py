@@ -44,11 +44,15 @@ class Engine:
         *,
         concurrency: int = 1000,
         sqlite_synchronous: str | None = None,
+        lease: float = 30.0,
     ) -> None:
+        """``lease``: seconds a dead worker's blocks stay claimed before another takes them
+        over (its heartbeat renews them every third of it)."""
         self.store: SqlStore = open_store(
             default_database_url(database_url), sqlite_synchronous=sqlite_synchronous
         )
         self.concurrency = concurrency
+        self.lease = lease
         self.book = advance.RunBook(self._load_workflow)
         self._observers: list[Observer] = []
         self._definitions: dict[tuple[str, int], Workflow] = {}
@@ -95,8 +99,11 @@ class Engine:
         if found is None:
             raise NotFoundError(f"workflow {workflow_id} version {version} does not exist")
         definition = found[1]
-        types = [block.get("type", "") for block in definition.get("blocks", [])
-                 if isinstance(block, dict)]
+        types = [
+            block.get("type", "")
+            for block in definition.get("blocks", [])
+            if isinstance(block, dict)
+        ]
         registry = registry_for_stored(types)
         workflow = Workflow.from_dict(definition, registry=registry)
         self._definitions[(workflow_id, version)] = workflow
@@ -236,7 +243,13 @@ class Engine:
         self.book.workflow(record.workflow_id, record.workflow_version)
 
     def _worker(self) -> _WorkerScope:
-        worker = Worker(self.store, self.book, concurrency=self.concurrency)
+        worker = Worker(
+            self.store,
+            self.book,
+            concurrency=self.concurrency,
+            lease=self.lease,
+            heartbeat=self.lease / 3,
+        )
         worker.observers.extend(self._observers)
         self.last_worker = worker
         return _WorkerScope(worker, self._workers)

@@ -24,8 +24,9 @@ def test_a_run_of_a_custom_type_is_shown_by_a_process_without_that_type(tmp_path
         result = flowforge.run(wf, database_url={url!r})
         print(result.run_id)
     """)
-    done = subprocess.run([sys.executable, "-c", writer], capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", writer], capture_output=True, text=True, check=True
+    )
     run_id = done.stdout.strip()
 
     import flowforge

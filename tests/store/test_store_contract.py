@@ -25,8 +25,9 @@ def _run(store: SqlStore, run_id: str = "run_1") -> None:
     store.transaction(lambda txn: txn.insert_run(new))
 
 
-def _task(store: SqlStore, worker: str, task_id: str = "run_1:a", delay: float = 0.0,
-          claim: bool = True) -> list[ClaimedTask]:
+def _task(
+    store: SqlStore, worker: str, task_id: str = "run_1:a", delay: float = 0.0, claim: bool = True
+) -> list[ClaimedTask]:
     task = NewTask(task_id, "run_1", TaskKind.BLOCK, "a", 1, delay=delay, claim=claim)
     return store.transaction(lambda txn: txn.insert_tasks([task], 30.0), worker)
 
@@ -52,8 +53,14 @@ def test_a_stale_token_cannot_finish_a_reclaimed_task(store: SqlStore) -> None:
     _task(store, "w1", claim=False)
     [second] = store.transaction(lambda txn: txn.claim_tasks(10, 30.0), "w2")
     assert second.token != first.token or second.task_id == first.task_id
-    stale = ClaimedTask(second.task_id, second.run_id, second.kind, second.block_id,
-                        second.attempt, second.token - 1)
+    stale = ClaimedTask(
+        second.task_id,
+        second.run_id,
+        second.kind,
+        second.block_id,
+        second.attempt,
+        second.token - 1,
+    )
     assert store.transaction(lambda txn: txn.finish_tasks([stale]), "w1") == [False]
     assert store.transaction(lambda txn: txn.finish_tasks([second]), "w2") == [True]
 
@@ -157,3 +164,20 @@ def test_a_new_database_gets_the_same_tables_as_the_migrations(store_url: str) -
         assert indexes == {i.name for i in table.indexes}, table.name
     assert store.schema_revision() == SCHEMA_REVISION
     store.close()
+
+
+def test_a_run_lease_is_taken_renewed_and_claimed_only_by_others_once_expired(
+    store: SqlStore,
+) -> None:
+    _run(store)
+    lease = NewTask("run_1:lease:w1", "run_1", TaskKind.LEASE, claim=True)
+    store.transaction(lambda txn: txn.take_leases([lease], 0.2), "w1")
+    assert store.renew_leases("w1", 0.2) == 1
+    time.sleep(0.4)
+    # its holder's heartbeat was late: the holder does not claim it, another worker does
+    assert store.transaction(lambda txn: txn.claim_tasks(10, 30.0), "w1") == []
+    [taken] = store.transaction(lambda txn: txn.claim_tasks(10, 30.0), "w2")
+    assert (taken.task_id, taken.kind, taken.token) == ("run_1:lease:w1", TaskKind.LEASE, 2)
+    # the first holder takes it back (a later dispatch): the row is its own again, token up
+    store.transaction(lambda txn: txn.take_leases([lease], 30.0), "w1")
+    assert store.transaction(lambda txn: txn.finish_tasks([taken]), "w2") == [False]

@@ -188,6 +188,12 @@ def registry_for_stored(types: Iterable[str]) -> BlockTypeRegistry:
     for name, cls in registry._registered.items():
         lenient.register(name, cls)
     for name in missing:
-        lenient.register(name, type(f"Unavailable_{name}", (UnavailableBlock,),
-                                    {"type_name": name, "__module__": __name__}))
+        lenient.register(
+            name,
+            type(
+                f"Unavailable_{name}",
+                (UnavailableBlock,),
+                {"type_name": name, "__module__": __name__},
+            ),
+        )
     return lenient

@@ -38,6 +38,8 @@ class Advanced:
     claimed: list[ClaimedTask] = field(default_factory=list)
     canceled: list[tuple[str, str]] = field(default_factory=list)
     run_ids: set[str] = field(default_factory=set)
+    leases: set[str] = field(default_factory=set)
+    """The runs this worker holds a lease on once the transaction is committed."""
 
 
 class RunBook:
@@ -123,6 +125,7 @@ class Step:
 
     def finish(self) -> Advanced:
         self.journal.flush()
+        self.result.leases = self.slots.leases
         self.result.events = self.journal.events
         self.result.claimed = self.journal.claimed
         self.result.canceled = self.journal.canceled
@@ -160,7 +163,10 @@ def apply_outcomes(step: Step, items: Sequence[tuple[ClaimedTask, out.Outcome]])
     for task, outcome in items:
         by_run[task.run_id].append((task, outcome))
     for run_id, run_items in by_run.items():
-        held = step.txn.finish_tasks([task for task, _ in run_items])
+        # blocks this worker dispatched to itself have no row: the run's event sequence fences
+        # their completion (a stale worker's events collide with the newer writer's)
+        rows = iter(step.txn.finish_tasks([task for task, _ in run_items if task.has_row]))
+        held = [next(rows) if task.has_row else True for task, _ in run_items]
         outcomes = [outcome for (_, outcome), ok in zip(run_items, held, strict=True) if ok]
         if not outcomes:
             continue
@@ -188,6 +194,8 @@ def claim(step: Step, limit: int, run_id: str | None = None) -> None:
         elif task.kind == TaskKind.DEADLINE:
             step.txn.finish_tasks([task])
             planner.apply([out.DeadlineReached()])
+        elif task.kind == TaskKind.LEASE:
+            _recover_lease(step, planner, state, task)
         elif task.kind == TaskKind.TIMER:
             step.txn.finish_tasks([task])
             planner.apply([out.TimerFired(task.block_id or "", task.attempt)])
@@ -212,10 +220,24 @@ def _fresh_for(step: Step, task: ClaimedTask) -> tuple[CompiledWorkflow, RunStat
 def _explains(state: RunState, task: ClaimedTask) -> bool:
     if state.is_terminal:
         return False
+    if task.kind == TaskKind.LEASE:
+        return False  # recovering another worker's blocks: read what the store says now
     if task.kind not in (TaskKind.BLOCK, TaskKind.TIMER):
         return True
     bs = state.blocks.get(task.block_id or "")
     return bs is not None and bs.attempt == task.attempt
+
+
+def _recover_lease(step: Step, planner: Planner, state: RunState, task: ClaimedTask) -> None:
+    """A worker's lease on the run expired: the blocks it ran under it are lost, run again."""
+    step.txn.finish_tasks([task])
+    holder = task.task_id.rpartition(":lease:")[2]
+    lost = [
+        out.WorkerLost(block_id, bs.attempt)
+        for block_id, bs in state.blocks.items()
+        if bs.status == BlockStatus.RUNNING and bs.leased_by == holder
+    ]
+    planner.apply(lost)
 
 
 def _claimed_block(step: Step, planner: Planner, state: RunState, task: ClaimedTask) -> None:

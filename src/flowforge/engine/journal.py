@@ -31,11 +31,18 @@ def deadline_task_id(run_id: str) -> str:
     return f"{run_id}:deadline"
 
 
+def lease_task_id(run_id: str, worker_id: str) -> str:
+    return f"{run_id}:lease:{worker_id}"
+
+
 @dataclass
 class Slots:
-    """How many more block attempts this worker can take on in this transaction."""
+    """What this worker can take on in this transaction: ``free`` more block attempts, and
+    the runs whose lease it holds already (``leases``: it dispatches their blocks to itself
+    without a task row each)."""
 
     free: int
+    leases: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -51,6 +58,8 @@ class Journal:
     attempts: list[AttemptWrite] = field(default_factory=list)
     """Attempts that ended in this transaction (one ``block_runs`` row each)."""
     claimed: list[ClaimedTask] = field(default_factory=list)
+    leases: list[NewTask] = field(default_factory=list)
+    """Run leases this transaction takes (at most one per run and worker)."""
     canceled: list[tuple[str, str]] = field(default_factory=list)
     """(run_id, block_id) whose running attempt must be stopped after the commit."""
     _flushed_events: int = 0
@@ -59,10 +68,13 @@ class Journal:
         state.seq += 1
         self.events.append(Event(state.run_id, state.seq, kind, block_id, data, self.now))
 
-    def start_attempt(self, state: RunState, block_id: str, attempt: int) -> None:
+    def start_attempt(
+        self, state: RunState, block_id: str, attempt: int, leased: bool = False
+    ) -> None:
         """The block's attempt starts on this worker: ``block.started``. Its ``block_runs`` row is
         written once, when the attempt ends (the event log already says it started)."""
         bs = state.blocks[block_id]
+        bs.leased_by = self.txn.worker_id if leased else None
         if bs.status != BlockStatus.RUNNING:
             state.running += 0 if bs.queued else 1
         bs.status, bs.queued, bs.started_at, bs.attempt = (
@@ -71,7 +83,10 @@ class Journal:
             self.now,
             attempt,
         )
-        self.event(state, "block.started", block_id, {"attempt": attempt})
+        data: dict[str, Any] = {"attempt": attempt, "worker": self.txn.worker_id}
+        if leased:
+            data["leased"] = True
+        self.event(state, "block.started", block_id, data)
 
     def write(
         self, workflow: CompiledWorkflow, state: RunState, commands: Sequence[cmd.Command]
@@ -82,22 +97,7 @@ class Journal:
     def _write_one(self, workflow: CompiledWorkflow, state: RunState, c: cmd.Command) -> None:
         run_id = state.run_id
         if isinstance(c, cmd.ReadyBlock):
-            claim = self.slots.free > 0
-            task = NewTask(
-                block_task_id(run_id, c.block_id),
-                run_id,
-                TaskKind.BLOCK,
-                c.block_id,
-                c.attempt,
-                claim=claim,
-            )
-            self.tasks.append(task)
-            if claim:
-                self.slots.free -= 1
-                self.claimed.append(
-                    ClaimedTask(task.task_id, run_id, TaskKind.BLOCK, c.block_id, c.attempt, 1)
-                )
-                self.start_attempt(state, c.block_id, c.attempt)
+            self._ready(state, c)
         elif isinstance(c, cmd.CompleteBlock):
             self._finish_attempt(state, c.block_id, c.attempt, "completed", output=c.output)
             self.event(state, c.event, c.block_id, {"attempt": c.attempt, "output": c.output})
@@ -173,6 +173,24 @@ class Journal:
         elif isinstance(c, cmd.FinishRun):
             self._finish_run(state, c)
 
+    def _ready(self, state: RunState, c: cmd.ReadyBlock) -> None:
+        """A ready block: this worker runs it now if it has room, else any worker claims it.
+
+        Run at once, it needs no task row: the worker's lease on the run covers it (one row
+        per run and worker, renewed by the heartbeat), which saves two writes per block."""
+        run_id = state.run_id
+        task_id = block_task_id(run_id, c.block_id)
+        if self.slots.free <= 0:
+            self.tasks.append(NewTask(task_id, run_id, TaskKind.BLOCK, c.block_id, c.attempt))
+            return
+        self.slots.free -= 1
+        if run_id not in self.slots.leases:
+            lease_id = lease_task_id(run_id, self.txn.worker_id)
+            self.leases.append(NewTask(lease_id, run_id, TaskKind.LEASE, claim=True))
+            self.slots.leases.add(run_id)
+        self.claimed.append(ClaimedTask(task_id, run_id, TaskKind.BLOCK, c.block_id, c.attempt, 0))
+        self.start_attempt(state, c.block_id, c.attempt, leased=True)
+
     def _finish_attempt(
         self,
         state: RunState,
@@ -205,7 +223,8 @@ class Journal:
     def _finish_run(self, state: RunState, c: cmd.FinishRun) -> None:
         run_id = state.run_id
         self.flush_tasks()
-        self.txn.delete_run_tasks(run_id)
+        self.txn.delete_run_tasks(run_id)  # its timers, deadline and leases too
+        self.slots.leases.discard(run_id)
         self.txn.update_run(
             RunUpdate(
                 run_id,
@@ -225,6 +244,9 @@ class Journal:
         if self.tasks:
             self.txn.insert_tasks(self.tasks, self.lease)
             self.tasks = []
+        if self.leases:
+            self.txn.take_leases(self.leases, self.lease)
+            self.leases = []
 
     def flush(self) -> None:
         """Write what was collected. Events go first: a concurrent writer of the same run fails

@@ -45,6 +45,10 @@ class Transaction(Protocol):
         """Delete tasks if this worker still holds them (fencing). One bool per task."""
         ...
 
+    def take_leases(self, leases: Sequence[NewTask], lease: float) -> None:
+        """Insert (or take over) this worker's lease rows on runs."""
+        ...
+
     def claim_tasks(self, limit: int, lease: float, run_id: str | None = None) -> list[ClaimedTask]:
         """Claim due tasks nobody holds, or whose lease expired (the token goes up by one)."""
         ...

@@ -60,6 +60,9 @@ class TaskKind:
     """The run's timeout expires."""
     START = "start"
     """A queued run is to be started."""
+    LEASE = "lease"
+    """A worker runs blocks of the run it dispatched to itself: while the worker lives, it
+    renews this row; when it dies, whoever claims the expired row recovers those blocks."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +82,19 @@ class NewTask:
 
 @dataclass(frozen=True, slots=True)
 class ClaimedTask:
+    """Work a worker holds. ``token`` 0: a block it dispatched to itself, which has no row of
+    its own (its run lease covers it; the run's event sequence fences its completion)."""
+
     task_id: str
     run_id: str
     kind: str
     block_id: str | None
     attempt: int
     token: int
+
+    @property
+    def has_row(self) -> bool:
+        return self.token > 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,6 +93,7 @@ def _apply(state: RunState, event: Event) -> None:
             False,
             at,
         )
+        bs.leased_by = data.get("worker") if data.get("leased") else None
     elif kind == "block.completed":
         bs.status, bs.output, bs.error, bs.finished_at = (
             BlockStatus.COMPLETED,

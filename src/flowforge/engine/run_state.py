@@ -32,6 +32,8 @@ class BlockState:
     """Ready and holding a slot, but its task is not claimed by any worker yet."""
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    leased_by: str | None = None
+    """The worker running the current attempt under its run lease (no task row of its own)."""
     # derived from the dependencies' outcomes, for O(1) trigger-rule checks
     deps_final: int = 0
     deps_success: int = 0

@@ -41,6 +41,12 @@ SQL: dict[str, str] = {
         " coalesce({float:due_at}, {now} + :delay), {text:worker_id},"
         " CASE WHEN :worker_id IS NULL THEN NULL ELSE {now} + :lease END, 1)"
     ),
+    "take_lease": (
+        "INSERT INTO tasks (id, run_id, block_id, attempt, kind, due_at, worker_id,"
+        " lease_expires_at, token) VALUES (:id, :run_id, NULL, 0, 'lease', {now}, :worker_id,"
+        " {now} + :lease, 1) ON CONFLICT (id) DO UPDATE SET worker_id = excluded.worker_id,"
+        " lease_expires_at = excluded.lease_expires_at, token = tasks.token + 1"
+    ),
     "delete_task": "DELETE FROM tasks WHERE id = :id AND token = :token",
     # PostgreSQL only: the fencing check of a buffered transaction (see finish_tasks);
     # {pairs} is a list of (id, token) literals
@@ -129,16 +135,16 @@ SQL: dict[str, str] = {
         "UPDATE tasks SET worker_id = :worker_id, lease_expires_at = {now} + :lease,"
         " token = token + 1"
         " WHERE id IN (SELECT id FROM tasks WHERE due_at <= {now}"
-        " AND (worker_id IS NULL OR lease_expires_at < {now}) {run_filter}"
-        " ORDER BY due_at LIMIT :limit)"
+        " AND (worker_id IS NULL OR (lease_expires_at < {now} AND worker_id <> :worker_id))"
+        " {run_filter} ORDER BY due_at LIMIT :limit)"
         " RETURNING id, run_id, kind, block_id, attempt, token"
     ),
     "claim_tasks_postgresql": (
         "UPDATE tasks SET worker_id = :worker_id, lease_expires_at = {now} + :lease,"
         " token = token + 1"
         " WHERE id IN (SELECT id FROM tasks WHERE due_at <= {now}"
-        " AND (worker_id IS NULL OR lease_expires_at < {now}) {run_filter}"
-        " ORDER BY due_at LIMIT :limit FOR UPDATE SKIP LOCKED)"
+        " AND (worker_id IS NULL OR (lease_expires_at < {now} AND worker_id <> :worker_id))"
+        " {run_filter} ORDER BY due_at LIMIT :limit FOR UPDATE SKIP LOCKED)"
         " RETURNING id, run_id, kind, block_id, attempt, token"
     ),
 }

@@ -95,8 +95,9 @@ class SqlStore:
                 if self._pg:
                     return self._pg_transaction(conn, fn, worker_id, optimistic)
                 conn.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
-                result = self._within(fn, SqlTransaction(conn, self._dialect, worker_id,
-                                                         time.time()))
+                result = self._within(
+                    fn, SqlTransaction(conn, self._dialect, worker_id, time.time())
+                )
                 conn.execute("COMMIT")
                 return result
             except StaleWriteError:

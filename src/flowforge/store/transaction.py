@@ -263,6 +263,19 @@ class SqlTransaction:
             if task.claim
         ]
 
+    def take_leases(self, leases: Sequence[NewTask], lease: float) -> None:
+        rows = [
+            {
+                "id": task.task_id,
+                "run_id": task.run_id,
+                "worker_id": self.worker_id,
+                "lease": lease,
+                "now": self.now,
+            }
+            for task in leases
+        ]
+        self._many("take_lease", rows)
+
     def claim_tasks(self, limit: int, lease: float, run_id: str | None = None) -> list[ClaimedTask]:
         if limit <= 0:
             return []

@@ -72,6 +72,9 @@ class Worker:
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowforge-db")
         self._inline_db = store.dialect == "sqlite"
         self._db_calls_in_thread = 0
+        self._leases: set[str] = set()
+        """Runs this worker holds a lease on (it runs their blocks without a task row each)."""
+        self._leases_valid_until = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -158,9 +161,7 @@ class Worker:
         self, fn: Callable[[advance.Step], Any]
     ) -> Callable[[SqlTransaction], advance.Advanced]:
         def body(txn: SqlTransaction) -> advance.Advanced:
-            step = advance.Step(
-                txn, self.book, Slots(self.concurrency - len(self._running)), self.lease
-            )
+            step = advance.Step(txn, self.book, self._slots(), self.lease)
             try:
                 fn(step)
                 return step.finish()
@@ -170,6 +171,13 @@ class Worker:
                 raise
 
         return body
+
+    def _slots(self) -> Slots:
+        # leases this worker may have lost (its heartbeat lapsed: another worker may have
+        # taken them over) are taken again before blocks are dispatched under them
+        if time.time() > self._leases_valid_until:
+            self._leases.clear()
+        return Slots(self.concurrency - len(self._running), set(self._leases))
 
     # -- the loop ---------------------------------------------------------------------------
     async def _loop(self) -> None:
@@ -213,6 +221,10 @@ class Worker:
             self._claim_hint = 0.0  # there may be more than there was room for
 
     def _dispatch(self, result: advance.Advanced) -> None:
+        if result.leases != self._leases:
+            if result.leases - self._leases:
+                self._leases_valid_until = time.time() + self.lease * 0.8
+            self._leases = result.leases
         for run_id, block_id in result.canceled:
             running = self._running.get((run_id, block_id))
             if running is not None:
@@ -269,11 +281,18 @@ class Worker:
     async def _heartbeats(self) -> None:
         while not self._stopping:
             await asyncio.sleep(self.heartbeat)
-            if self._running:
-                try:
-                    await self.db(lambda: self.store.renew_leases(self.worker_id, self.lease))
-                except Exception:
-                    log.exception("lease renewal failed")
+            if not self._running and not self._leases:
+                continue
+            issued = time.time()
+            try:
+                await self.db(lambda: self.store.renew_leases(self.worker_id, self.lease))
+            except Exception:
+                log.exception("lease renewal failed")
+                continue
+            # rows that expired before this renewal were not renewed (another worker may hold
+            # them now): then the leases stay lapsed and are taken again before use
+            if issued <= self._leases_valid_until:
+                self._leases_valid_until = issued + self.lease * 0.8
 
     def wake(self, claim: bool = True) -> None:
         """Look for work now (a run was queued or resumed in this process)."""
