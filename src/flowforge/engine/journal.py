@@ -163,13 +163,13 @@ class Journal:
                 )
             )
             timeout = workflow.spec.settings.timeout
-            data: dict[str, Any] = {}
+            started: dict[str, Any] = {}
             if timeout:
                 self.tasks.append(
                     NewTask(deadline_task_id(run_id), run_id, TaskKind.DEADLINE, delay=timeout)
                 )
-                data["due_at"] = self._due(None, timeout)  # the run's deadline
-            self.event(state, c.event, None, data)
+                started["due_at"] = self._due(None, timeout)  # the run's deadline
+            self.event(state, c.event, None, started)
         elif isinstance(c, cmd.FinishRun):
             self._finish_run(state, c)
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Callable, Iterable
 
 from flowforge.definition.compiled import CompiledWorkflow
 from flowforge.engine.planner import failure_reason
@@ -80,53 +79,60 @@ def _apply(state: RunState, event: Event) -> None:
         if event.type == "run.failed":
             state.failure_reason = event.data.get("reason")
         return
-    if event.block_id is None or event.block_id not in state.blocks:
-        return
-    bs = state.blocks[event.block_id]
-    data = event.data
-    at: datetime | None = event.created_at
-    kind = event.type
-    if kind == "block.started":
-        bs.status, bs.attempt, bs.queued, bs.started_at = (
-            BlockStatus.RUNNING,
-            data["attempt"],
-            False,
-            at,
-        )
-        bs.leased_by = data.get("worker") if data.get("leased") else None
-    elif kind == "block.completed":
-        bs.status, bs.output, bs.error, bs.finished_at = (
-            BlockStatus.COMPLETED,
-            data.get("output"),
-            None,
-            at,
-        )
-    elif kind == "block.failed":
-        bs.status, bs.error, bs.output, bs.finished_at = (
-            BlockStatus.FAILED,
-            data.get("error"),
-            None,
-            at,
-        )
-        bs.attempt = data.get("attempt", bs.attempt)
-        bs.tolerated = bool(data.get("tolerated"))
+    apply_block_event = _BLOCK_EVENTS.get(event.type)
+    if apply_block_event is not None and event.block_id in state.blocks:
+        apply_block_event(state, state.blocks[event.block_id], event)
+
+
+def _started(state: RunState, bs: BlockState, event: Event) -> None:
+    bs.status, bs.attempt, bs.queued = BlockStatus.RUNNING, event.data["attempt"], False
+    bs.started_at = event.created_at
+    bs.leased_by = event.data.get("worker") if event.data.get("leased") else None
+
+
+def _completed(state: RunState, bs: BlockState, event: Event) -> None:
+    bs.status, bs.output, bs.error = BlockStatus.COMPLETED, event.data.get("output"), None
+    bs.finished_at = event.created_at
+
+
+def _failed(state: RunState, bs: BlockState, event: Event) -> None:
+    bs.status, bs.error, bs.output = BlockStatus.FAILED, event.data.get("error"), None
+    bs.finished_at = event.created_at
+    bs.attempt = event.data.get("attempt", bs.attempt)
+    bs.tolerated = bool(event.data.get("tolerated"))
+    bs.failures += 1
+    if not bs.tolerated and state.failure_reason is None:
+        state.failure_reason = failure_reason(event.block_id or "", bs.error or {})
+
+
+def _retrying(state: RunState, bs: BlockState, event: Event) -> None:
+    bs.status, bs.error = BlockStatus.RETRYING, event.data.get("error")
+    bs.attempt = event.data["next_attempt"]
+    if not event.data.get("lost"):
         bs.failures += 1
-        if not bs.tolerated and state.failure_reason is None:
-            state.failure_reason = failure_reason(event.block_id, bs.error or {})
-    elif kind == "block.retrying":
-        bs.status, bs.error, bs.attempt = (
-            BlockStatus.RETRYING,
-            data.get("error"),
-            data["next_attempt"],
-        )
-        if not data.get("lost"):
-            bs.failures += 1
-    elif kind == "block.waiting":
-        bs.status = BlockStatus.WAITING
-    elif kind == "block.skipped":
-        bs.status, bs.finished_at = BlockStatus.SKIPPED, at
-    elif kind == "block.canceled":
-        bs.status, bs.queued, bs.finished_at = BlockStatus.CANCELED, False, at
+
+
+def _waiting(state: RunState, bs: BlockState, event: Event) -> None:
+    bs.status = BlockStatus.WAITING
+
+
+def _skipped(state: RunState, bs: BlockState, event: Event) -> None:
+    bs.status, bs.finished_at = BlockStatus.SKIPPED, event.created_at
+
+
+def _canceled(state: RunState, bs: BlockState, event: Event) -> None:
+    bs.status, bs.queued, bs.finished_at = BlockStatus.CANCELED, False, event.created_at
+
+
+_BLOCK_EVENTS: dict[str, Callable[[RunState, BlockState, Event], None]] = {
+    "block.started": _started,
+    "block.completed": _completed,
+    "block.failed": _failed,
+    "block.retrying": _retrying,
+    "block.waiting": _waiting,
+    "block.skipped": _skipped,
+    "block.canceled": _canceled,
+}
 
 
 def _reset_unfinished(state: RunState) -> None:

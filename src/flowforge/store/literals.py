@@ -46,7 +46,8 @@ class Literals:
         if isinstance(value, float):
             if math.isfinite(value):
                 return f"{value!r}::float8"
-            return f"'{'NaN' if math.isnan(value) else ('Infinity' if value > 0 else '-Infinity')}'::float8"
+            special = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+            return f"'{special}'::float8"
         if isinstance(value, str):
             return self._escape(value.encode()).decode()
         if isinstance(value, datetime):

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from flowforge.store.revision import SCHEMA_REVISION
 
+__all__ = ["HERE", "SCHEMA_REVISION", "generate", "statements"]
+
 HERE = Path(__file__).parent
 
 
@@ -34,7 +36,7 @@ def generate(dialect: str) -> str:
 
     from flowforge.store.schema import metadata
 
-    target = postgresql.dialect() if dialect == "postgresql" else sqlite.dialect()
+    target = postgresql.dialect() if dialect == "postgresql" else sqlite.dialect()  # type: ignore[no-untyped-call]
     parts = []
     for table in metadata.sorted_tables:
         parts.append(str(sa.schema.CreateTable(table).compile(dialect=target)).strip())
