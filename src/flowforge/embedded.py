@@ -7,7 +7,7 @@ import builtins
 import os
 import socket
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ from flowforge.engine import advance
 from flowforge.engine.journal import Slots
 from flowforge.engine.records import Event, NewRun
 from flowforge.engine.replay import replay
-from flowforge.errors import NotFoundError
+from flowforge.errors import NotFoundError, StoreError
 from flowforge.run_result import RunResult, build_result, result_from_state
 from flowforge.settings import database_url as default_database_url
 from flowforge.store import SqlStore, open_store
@@ -45,14 +45,17 @@ class Engine:
         concurrency: int = 1000,
         sqlite_synchronous: str | None = None,
         lease: float = 30.0,
+        cancel_grace: float = 10.0,
     ) -> None:
         """``lease``: seconds a dead worker's blocks stay claimed before another takes them
-        over (its heartbeat renews them every third of it)."""
+        over (its heartbeat renews them every third of it). ``cancel_grace``: seconds a block of
+        a canceled run has to end by itself (``ctx.cancelled`` is true) before it is stopped."""
         self.store: SqlStore = open_store(
             default_database_url(database_url), sqlite_synchronous=sqlite_synchronous
         )
         self.concurrency = concurrency
         self.lease = lease
+        self.cancel_grace = cancel_grace
         self.book = advance.RunBook(self._load_workflow)
         self._observers: list[Observer] = []
         self._definitions: dict[tuple[str, int], Workflow] = {}
@@ -148,7 +151,16 @@ class Engine:
         )
         async with self._worker() as worker:
             done = self._watch(run.run_id, worker)
-            await worker.transact(lambda step: advance.create_run(step, run, compiled, True))
+            try:
+                await worker.transact(lambda step: advance.create_run(step, run, compiled, True))
+            except StoreError:
+                # another process started a run with this idempotency key at the same moment
+                if idempotency_key is None:
+                    raise
+                existing = self.store.find_run_by_idempotency_key(workflow.id, idempotency_key)
+                if existing is None:
+                    raise
+                return self.get(existing.run_id)
             if on_created is not None:
                 on_created(run.run_id)
             await done
@@ -156,6 +168,37 @@ class Engine:
         if state is None:
             return self.get(run.run_id)
         return result_from_state(state, compiled)
+
+    def start(
+        self,
+        workflow: Workflow,
+        params: Mapping[str, Any] | None = None,
+        *,
+        from_strings: bool = False,
+        idempotency_key: str | None = None,
+    ) -> RunResult:
+        """Queue a run and return at once (status ``queued``): a worker, or ``resume`` in any
+        process, runs it. The same key twice returns the existing run."""
+        compiled = workflow.compile()
+        parameters = validate_parameters(
+            compiled.spec.parameters, params or {}, from_strings=from_strings
+        )
+        version = self.apply(workflow)
+        if idempotency_key is not None:
+            existing = self.store.find_run_by_idempotency_key(workflow.id, idempotency_key)
+            if existing is not None:
+                return self.get(existing.run_id)
+        run = NewRun(
+            new_run_id(), workflow.id, version, parameters, idempotency_key, datetime.now(UTC)
+        )
+
+        def body(txn: Any) -> advance.Advanced:
+            step = advance.Step(txn, self.book, Slots(0), self.lease)
+            advance.create_run(step, run, compiled, False)
+            return step.finish()
+
+        self._publish(self.store.transaction(body).events)
+        return self.get(run.run_id)
 
     def resume(self, run_id: str) -> RunResult:
         """Continue a run whose process died, in this process, to the end."""
@@ -228,10 +271,13 @@ class Engine:
 
         result = self.store.transaction(body)
         self.book.forget([run_id])  # its cached state, if any, is behind the store now
-        for event in result.events:
+        self._publish(result.events)
+        return self.get(run_id)
+
+    def _publish(self, events: Sequence[Event]) -> None:
+        for event in events:
             for observer in self._observers:
                 observer(event)
-        return self.get(run_id)
 
     # -- helpers ----------------------------------------------------------------------------
     def _known_run(self, run_id: str) -> None:
@@ -249,6 +295,7 @@ class Engine:
             concurrency=self.concurrency,
             lease=self.lease,
             heartbeat=self.lease / 3,
+            cancel_grace=self.cancel_grace,
         )
         worker.observers.extend(self._observers)
         self.last_worker = worker

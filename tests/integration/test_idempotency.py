@@ -41,3 +41,20 @@ def test_idempotency_key_is_honoured_across_engines(store_url: str) -> None:
         first = first_engine.run(wf, idempotency_key="k")
     with flowforge.Engine(store_url) as second_engine:
         assert second_engine.run(wf, idempotency_key="k").run_id == first.run_id
+
+
+def test_start_queues_a_run_that_resume_runs_to_the_end(store_url: str) -> None:
+    wf = flowforge.Workflow("queued", parameters={"n": int})
+
+    @wf.block()
+    def double(params):  # type: ignore[no-untyped-def]
+        return params["n"] * 2
+
+    with flowforge.Engine(store_url) as engine:
+        queued = engine.start(wf, {"n": "21"}, from_strings=True, idempotency_key="once")
+        assert queued.status == "queued"
+        assert engine.start(wf, {"n": 21}, idempotency_key="once").run_id == queued.run_id
+        assert [e.type for e in engine.events(queued.run_id)] == ["run.queued"]
+        done = engine.resume(queued.run_id)
+    assert done.status == "completed"
+    assert done.outputs == {"double": 42}

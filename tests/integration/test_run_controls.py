@@ -67,6 +67,7 @@ async def _start_running(
 async def test_cancel_stops_the_running_block_and_ends_the_run_canceled(
     engine: flowforge.Engine,
 ) -> None:
+    engine.cancel_grace = 0.2  # the block ignores ctx.cancelled: it is stopped after the grace
     log: list[str] = []
     run_id, task = await _start_running(engine, _gated(asyncio.Event(), log), log)
 
@@ -245,6 +246,7 @@ def test_run_retried_by_another_engine_is_resumed_by_the_engine_that_ran_it(
 async def test_retry_of_a_canceled_run_reruns_the_canceled_block(
     engine: flowforge.Engine,
 ) -> None:
+    engine.cancel_grace = 0.2
     gate = asyncio.Event()
     log: list[str] = []
     wf = _gated(gate, log)
@@ -320,3 +322,55 @@ async def test_cancel_from_another_engine_stops_the_run(
     finally:
         task.cancel()
     assert result.status == "canceled"
+
+
+async def test_cancel_gives_a_running_block_its_grace_period_to_clean_up(
+    store_url: str,
+) -> None:
+    log: list[str] = []
+    wf = flowforge.Workflow("graceful")
+
+    @wf.block()
+    async def cleaner(ctx) -> str:  # type: ignore[no-untyped-def]
+        log.append("first started")
+        while not ctx.cancelled:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # some cleanup that takes a moment
+        log.append("cleaned up")
+        return "done"
+
+    with flowforge.Engine(store_url, cancel_grace=5.0) as engine:
+        created: list[str] = []
+        task = asyncio.create_task(engine.run_async(wf, on_created=created.append))
+        await async_wait_until(lambda: "first started" in log, what="the block to start")
+        engine.cancel(created[0])
+        result = await asyncio.wait_for(task, 5)
+    assert result.status == "canceled"
+    assert log == ["first started", "cleaned up"]
+
+
+async def test_terminate_stops_a_running_block_at_once(store_url: str) -> None:
+    log: list[str] = []
+    wf = flowforge.Workflow("abrupt")
+
+    @wf.block()
+    async def stubborn(ctx) -> str:  # type: ignore[no-untyped-def]
+        log.append("first started")
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            log.append("stopped")
+            raise
+        return "never"
+
+    with flowforge.Engine(store_url, cancel_grace=5.0) as engine:
+        created: list[str] = []
+        task = asyncio.create_task(engine.run_async(wf, on_created=created.append))
+        await async_wait_until(lambda: "first started" in log, what="the block to start")
+        began = time.monotonic()
+        engine.terminate(created[0], reason="operator said so")
+        result = await asyncio.wait_for(task, 5)
+        took = time.monotonic() - began
+    assert result.status == "terminated"
+    assert log == ["first started", "stopped"]
+    assert took < 2

@@ -36,7 +36,7 @@ class Advanced:
 
     events: list[Event] = field(default_factory=list)
     claimed: list[ClaimedTask] = field(default_factory=list)
-    canceled: list[tuple[str, str]] = field(default_factory=list)
+    canceled: list[tuple[str, str, bool]] = field(default_factory=list)
     run_ids: set[str] = field(default_factory=set)
     leases: set[str] = field(default_factory=set)
     """The runs this worker holds a lease on once the transaction is committed."""

@@ -60,8 +60,10 @@ class Journal:
     claimed: list[ClaimedTask] = field(default_factory=list)
     leases: list[NewTask] = field(default_factory=list)
     """Run leases this transaction takes (at most one per run and worker)."""
-    canceled: list[tuple[str, str]] = field(default_factory=list)
-    """(run_id, block_id) whose running attempt must be stopped after the commit."""
+    canceled: list[tuple[str, str, bool]] = field(default_factory=list)
+    """(run_id, block_id, graceful) whose running attempt must be stopped after the commit:
+    gracefully when the run was canceled, at once when it was terminated, timed out or is
+    failing fast."""
     _flushed_events: int = 0
 
     def event(self, state: RunState, kind: str, block_id: str | None, data: dict[str, Any]) -> None:
@@ -151,7 +153,7 @@ class Journal:
             self.txn.delete_run_tasks(
                 run_id, [block_task_id(run_id, c.block_id), timer_task_id(run_id, c.block_id)]
             )
-            self.canceled.append((run_id, c.block_id))
+            self.canceled.append((run_id, c.block_id, state.status == RunStatus.CANCELED))
             self.event(state, c.event, c.block_id, {"attempt": c.attempt})
         elif isinstance(c, cmd.StartRun):
             self.txn.update_run(

@@ -35,8 +35,6 @@ class Planner:
         self.now = now
         self._scope = scope
         self.commands: list[cmd.Command] = []
-        self.canceled: list[str] = []
-        """Blocks whose running attempt must be stopped once the commands are committed."""
         self._newly_final: deque[str] = deque()
 
     # -- entry points ---------------------------------------------------------------------
@@ -263,12 +261,9 @@ class Planner:
         self._final(block_id, bs)
 
     def _cancel(self, block_id: str, bs: BlockState) -> None:
-        was_running = bs.status == BlockStatus.RUNNING
         self._release_slot(bs)
         bs.status, bs.finished_at = BlockStatus.CANCELED, self.now
         self.commands.append(cmd.CancelBlock(block_id, bs.attempt))
-        if was_running:
-            self.canceled.append(block_id)
 
     # -- the end --------------------------------------------------------------------------
     def _maybe_finish(self) -> None:

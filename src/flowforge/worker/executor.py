@@ -25,12 +25,16 @@ async def execute(
     state: RunState,
     attempt: int,
     resolve_function: Callable[[str], Callable[..., Any]],
+    stop: threading.Event | None = None,
 ) -> out.BlockOutcome:
-    """Render the block's fields, run it (with its timeout) and report the outcome."""
+    """Render the block's fields, run it (with its timeout) and report the outcome.
+
+    ``stop`` is set when the run asks the block to stop (``ctx.cancelled``), and when the
+    attempt is over, so code still running in a thread can notice."""
     secrets = SecretsView(
         {name: state.parameters[name] for name in state.secret_names if name in state.parameters}
     )
-    stop = threading.Event()
+    stop = stop or threading.Event()
     try:
         instance = _instantiate(block, state, secrets)
         ctx = BlockContext(

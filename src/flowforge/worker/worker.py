@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -49,6 +50,7 @@ class Worker:
         lease: float = 30.0,
         heartbeat: float = 10.0,
         poll_interval: float = 1.0,
+        cancel_grace: float = 10.0,
     ) -> None:
         self.store = store
         self.book = book
@@ -72,6 +74,10 @@ class Worker:
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowforge-db")
         self._inline_db = store.dialect == "sqlite"
         self._db_calls_in_thread = 0
+        self._stops: dict[tuple[str, str], threading.Event] = {}
+        self._graceful: dict[asyncio.Task[None], float] = {}
+        """Attempts of canceled runs in their grace period, with its end (loop time)."""
+        self.cancel_grace = cancel_grace
         self._leases: set[str] = set()
         """Runs this worker holds a lease on (it runs their blocks without a task row each)."""
         self._leases_valid_until = 0.0
@@ -86,9 +92,12 @@ class Worker:
         self._beat_task = asyncio.create_task(self._heartbeats(), name="flowforge-heartbeat")
 
     async def stop(self) -> None:
-        """Stop claiming, cancel what runs (its tasks come back when the leases expire)."""
+        """Stop claiming, cancel what runs (its tasks come back when the leases expire).
+
+        Attempts of canceled runs still in their grace period get the rest of it to end."""
         self._stopping = True
         self._wake.set()
+        await self._end_grace_periods()
         for task in list(self._running.values()):
             task.cancel()
         for own in (self._loop_task, self._beat_task):
@@ -225,10 +234,8 @@ class Worker:
             if result.leases - self._leases:
                 self._leases_valid_until = time.time() + self.lease * 0.8
             self._leases = result.leases
-        for run_id, block_id in result.canceled:
-            running = self._running.get((run_id, block_id))
-            if running is not None:
-                running.cancel()
+        for run_id, block_id, graceful in result.canceled:
+            self._stop_attempt((run_id, block_id), graceful)
         for task in result.claimed:
             self._launch(task)
         soonest = _soonest(result.events)
@@ -240,6 +247,28 @@ class Worker:
                     observer(event)
                 except Exception:
                     log.exception("observer failed on %s", event.type)
+
+    async def _end_grace_periods(self) -> None:
+        pending = {task: end for task, end in self._graceful.items() if not task.done()}
+        if pending:
+            remaining = max(pending.values()) - asyncio.get_running_loop().time()
+            await asyncio.wait(list(pending), timeout=max(remaining, 0.0))
+        self._graceful.clear()
+
+    def _stop_attempt(self, key: tuple[str, str], graceful: bool) -> None:
+        """Cancel: ``ctx.cancelled`` turns true at once and the attempt is stopped after the
+        grace period unless it ends first. Terminate, timeout, fail_fast: stopped at once."""
+        running = self._running.get(key)
+        if running is None:
+            return
+        stop = self._stops.get(key)
+        if graceful and stop is not None and self.cancel_grace > 0:
+            stop.set()
+            loop = asyncio.get_running_loop()
+            loop.call_later(self.cancel_grace, running.cancel)
+            self._graceful[running] = loop.time() + self.cancel_grace
+        else:
+            running.cancel()
 
     def _launch(self, task: ClaimedTask) -> None:
         state = self.book.cached(task.run_id)
@@ -254,17 +283,21 @@ class Worker:
     async def _attempt(self, task: ClaimedTask, state: RunState) -> None:
         block_id = task.block_id or ""
         workflow = self.book.workflow(state.workflow_id, state.workflow_version)
+        key = (task.run_id, block_id)
+        stop = self._stops[key] = threading.Event()
         try:
             outcome = await execute(
                 workflow.blocks[block_id],
                 state,
                 task.attempt,
                 self._resolver(state).for_block(block_id),
+                stop,
             )
         except asyncio.CancelledError:
             return  # canceled by the run (its task is gone) or by shutdown (the lease expires)
         finally:
-            self._running.pop((task.run_id, block_id), None)
+            self._running.pop(key, None)
+            self._stops.pop(key, None)
         self._outcomes.append((task, outcome))
         self._wake.set()
 
