@@ -94,3 +94,25 @@ def test_fail_block_fails_with_its_rendered_message(engine: flowforge.Engine) ->
     assert stop.error == {"type": "Failed", "message": "nobody found 3 problems"}
     assert stop.attempts == 3  # a fail block is retried like any other: Failed is an error type
     assert result.failure_reason == "block 'stop' failed: Failed: nobody found 3 problems"
+
+
+def test_a_timer_fires_on_time_while_another_block_retries(store_url: str) -> None:
+    """A poll in between (the retry's claim) must not push the timer to the next poll."""
+    calls: list[int] = []
+    wf = flowforge.Workflow("timely")
+    wf.add({"id": "pause", "type": "wait", "duration": "1s"})
+
+    @wf.block(retry=flowforge.Retry(max_attempts=2, initial_interval="300ms", jitter=False))
+    def flaky(ctx):  # type: ignore[no-untyped-def]
+        calls.append(ctx.attempt)
+        if ctx.attempt == 1:
+            raise ConnectionError("first attempt fails")
+        return "ok"
+
+    with flowforge.Engine(store_url) as engine:
+        result = engine.run(wf)
+    waited = result.block("pause")
+    assert result.status == "completed" and calls == [1, 2]
+    assert waited.started_at is not None and waited.finished_at is not None
+    took = (waited.finished_at - waited.started_at).total_seconds()
+    assert 0.95 <= took < 1.2, took  # the next poll after the retry would be at 1.3 s

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import os
 import socket
@@ -66,6 +67,8 @@ class Worker:
         self._wake = asyncio.Event()
         self._claim_hint = 0.0
         """Wall time at which unclaimed work may be due (0: now)."""
+        self._timers: list[float] = []
+        """Due times (a heap) of the retries, waits and deadlines this worker scheduled."""
         self._stopping = False
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._loop_task: asyncio.Task[None] | None = None
@@ -206,12 +209,17 @@ class Worker:
                 await asyncio.sleep(0.5)
 
     def _next_wake_in(self) -> float:
-        return max(0.0, min(self._claim_hint, time.time() + self.poll_interval) - time.time())
+        return max(0.0, min(self._next_claim(), time.time() + self.poll_interval) - time.time())
+
+    def _next_claim(self) -> float:
+        """When to look for due work: the poll, or the earliest timer this worker knows of."""
+        return min(self._claim_hint, self._timers[0]) if self._timers else self._claim_hint
 
     async def _step(self) -> None:
         items, self._outcomes = self._outcomes, []
         free = self.concurrency - len(self._running)
-        claim_now = free > 0 and time.time() >= self._claim_hint
+        now = time.time()
+        claim_now = free > 0 and now >= self._next_claim()
         if not items and not claim_now:
             return
 
@@ -224,7 +232,9 @@ class Worker:
         if claim_now:
             # polled: nothing more is known to be due until the next poll, unless this very
             # step schedules something sooner (``_dispatch`` lowers the hint then)
-            self._claim_hint = time.time() + self.poll_interval
+            self._claim_hint = now + self.poll_interval
+            while self._timers and self._timers[0] <= now:
+                heapq.heappop(self._timers)  # due now: this step claims them
         result = await self.transact(step)
         if claim_now and len(result.claimed) >= free:
             self._claim_hint = 0.0  # there may be more than there was room for
@@ -238,9 +248,10 @@ class Worker:
             self._stop_attempt((run_id, block_id), graceful)
         for task in result.claimed:
             self._launch(task)
-        soonest = _soonest(result.events)
-        if soonest is not None:
-            self._claim_hint = min(self._claim_hint, time.time() + soonest)
+        for event in result.events:
+            due = event.data.get("due_at")
+            if due is not None:
+                heapq.heappush(self._timers, float(due))
         for event in result.events:
             for observer in self.observers:
                 try:
@@ -339,9 +350,3 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-
-def _soonest(events: list[Event]) -> float | None:
-    """Seconds until the earliest timer these events set (retries, waits, run deadlines)."""
-    due = [float(e.data["due_at"]) for e in events if e.data.get("due_at") is not None]
-    return max(0.0, min(due) - time.time()) if due else None
