@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from flowforge.definition import validate
+from flowforge.definition import Workflow, validate
 from flowforge.definition.source import parse_text
 from flowforge.errors import DefinitionError, Problem
 
@@ -344,10 +344,11 @@ def test_all_problems_are_reported_at_once_even_in_other_blocks() -> None:
     assert [(p.location, p.line) for p in problems] == [
         ("blocks[0].value", 3),
         ("blocks[1].type", 4),
+        ("blocks[1].depends_on[0]", 4),  # an invalid block's dependencies are checked too
         ("blocks[2]", 5),
         ("blocks[3].depends_on[3]", 6),
     ]
-    assert problems[2].message == "give exactly one of 'duration' or 'until'"
+    assert problems[3].message == "give exactly one of 'duration' or 'until'"
 
 
 def test_not_a_mapping_and_empty_definitions() -> None:
@@ -393,3 +394,26 @@ def test_wait_until_accepts_iso_datetime_and_templates() -> None:
     )
     assert spec.blocks[0].until.isoformat() == "2030-01-01T09:00:00+00:00"  # type: ignore[attr-defined]
     assert spec.blocks[1].duration == "{{ params.delay }}"  # type: ignore[attr-defined]
+
+
+def test_invalid_blocks_still_take_part_in_the_graph_checks() -> None:
+    text = (
+        "id: graph\n"
+        "blocks:\n"
+        "  - id: total\n"
+        "    type: python\n"
+        "    function: nope\n"
+        "    depends_on: [fecth]\n"
+        "  - id: a\n"
+        "    type: noop\n"
+        "    depends_on: [b]\n"
+        "  - id: b\n"
+        "    type: http\n"
+        "    depends_on: [a]\n"
+    )
+    with pytest.raises(DefinitionError) as caught:
+        Workflow.from_text(text, source="graph.yaml")
+    messages = {(p.location, p.line): p.message for p in caught.value.problems}
+    assert "unknown block 'fecth'" in messages[("blocks[0].depends_on[0]", 6)]
+    assert any("cycle" in m and "a -> b -> a" in m for m in messages.values()), messages
+    assert ("blocks[2].type", 11) in messages

@@ -78,6 +78,8 @@ class _Checker:
     block_ids: set[str] = field(default_factory=set)
     parameters: dict[str, Any] = field(default_factory=dict)
     implicit: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    raw_edges: list[tuple[int, str, tuple[str, ...]]] = field(default_factory=list)
+    """(index, id, depends_on) of blocks that failed validation: still checked as a graph."""
 
     def add(self, path: Iterable[Any], message: str) -> None:
         path = tuple(path)
@@ -147,9 +149,23 @@ class _Checker:
         if cls is None:
             common = {k: v for k, v in item.items() if k in COMMON_ALIASES or k in COMMON_FIELDS}
             self._model(BlockSpec, {**common, "type": "?"}, path)
+            self._keep_raw_edges(index, item)
             return None
         block = self._model(cls, item, path)
-        return block if isinstance(block, BlockSpec) else None
+        if not isinstance(block, BlockSpec):
+            self._keep_raw_edges(index, item)
+            return None
+        return block
+
+    def _keep_raw_edges(self, index: int, item: Mapping[str, Any]) -> None:
+        """An invalid block still takes part in the graph checks (unknown dependencies,
+        cycles), so that every problem is reported at once."""
+        block_id, depends_on = item.get("id"), item.get("depends_on", ())
+        if isinstance(depends_on, str):
+            depends_on = (depends_on,)
+        if isinstance(block_id, str) and isinstance(depends_on, list | tuple):
+            deps = tuple(d for d in depends_on if isinstance(d, str))
+            self.raw_edges.append((index, block_id, deps))
 
     def _block_class(self, path: tuple[Any, ...], type_name: Any) -> type[BlockSpec] | None:
         if type_name is _MISSING:
@@ -274,27 +290,26 @@ class _Checker:
     # graph -------------------------------------------------------------------------------------
 
     def _cycles(self, blocks: list[tuple[int, BlockSpec]]) -> None:
-        index_of = {block.id: index for index, block in blocks}
-        by_id = {block.id: block for _, block in blocks}
+        edges = [
+            (index, block.id, block.depends_on, self.implicit.get(block.id, ()))
+            for index, block in blocks
+        ] + [(index, block_id, deps, ()) for index, block_id, deps in self.raw_edges]
+        index_of = {block_id: index for index, block_id, _, _ in edges}
+        explicit = {block_id: deps for _, block_id, deps, _ in edges}
         graph = {
-            block.id: tuple(
-                d
-                for d in dict.fromkeys((*block.depends_on, *self.implicit.get(block.id, ())))
-                if d in by_id
-            )
-            for _, block in blocks
+            block_id: tuple(d for d in dict.fromkeys((*deps, *implicit)) if d in index_of)
+            for _, block_id, deps, implicit in edges
         }
-        for index, block in blocks:
-            for position, dependency in enumerate(block.depends_on):
+        for index, _, deps, _ in sorted(edges, key=lambda edge: edge[0]):
+            for position, dependency in enumerate(deps):
                 if dependency not in self.block_ids:
                     hint = closest(dependency, self.block_ids)
                     where = ("blocks", index, "depends_on", position)
                     self.add(where, f"unknown block '{dependency}'{hint}")
         for cycle in find_cycles(graph):
-            first = by_id[cycle[0]]
-            path: tuple[Any, ...] = ("blocks", index_of[first.id])
-            if cycle[1] in first.depends_on:
-                path = (*path, "depends_on", first.depends_on.index(cycle[1]))
+            path: tuple[Any, ...] = ("blocks", index_of[cycle[0]])
+            if cycle[1] in explicit[cycle[0]]:
+                path = (*path, "depends_on", explicit[cycle[0]].index(cycle[1]))
             self.add(path, cycle_message(cycle))
 
 
