@@ -383,3 +383,11 @@ def test_on_a_terminal_the_progress_is_a_live_view_and_stdout_keeps_the_outputs(
     assert RUN_ID.search(text)
     assert re.search(r"total\s+python\s+completed\s+1", text), text
     assert "2 completed" in text
+
+
+def test_an_unusable_database_url_is_a_usage_error(cli: Cli, tmp_path: Path) -> None:
+    for url in ("mysql://x/y", "sqlite:///:memory:", "postgresql://nobody@127.0.0.1:1/none"):
+        done = cli("runs", "list", "--database-url", url)
+        assert done.returncode == 2, (url, done)
+        assert done.stderr.startswith("error: "), done.stderr
+        assert "Traceback" not in done.stderr

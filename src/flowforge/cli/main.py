@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from flowforge.cli import database, execution, runs, workflows
-from flowforge.cli.console import EXIT_FAILED, err
+from flowforge.cli.console import EXIT_FAILED, EXIT_INVALID, err
 
 app = typer.Typer(
     name="flowforge",
@@ -52,7 +52,12 @@ def run_cli(argv: list[str] | None = None) -> int:
 
     User errors become a message and an exit code, never a traceback.
     """
-    from flowforge.errors import DefinitionError, FlowforgeError, ParameterError
+    from flowforge.errors import (
+        ConfigurationError,
+        DefinitionError,
+        FlowforgeError,
+        ParameterError,
+    )
 
     try:
         app(args=argv, prog_name="flowforge", standalone_mode=True)
@@ -63,6 +68,10 @@ def run_cli(argv: list[str] | None = None) -> int:
             execution.problems_exit(error)
         except typer.Exit as done:
             return done.exit_code
+    except ConfigurationError as error:
+        # a bad --database-url, an unreachable database, a bad setting: fix the invocation
+        err(f"error: {error}")
+        return EXIT_INVALID
     except FlowforgeError as error:
         err(f"error: {error}")
         return EXIT_FAILED
