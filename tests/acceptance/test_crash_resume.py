@@ -210,3 +210,59 @@ def test_a_run_killed_at_random_instants_resumes_and_never_reruns_a_completed_bl
     store_url: str,
 ) -> None:
     _crash_rounds(Cli(tmp_path, store_url), store_url)
+
+
+INTERRUPTED_MODULE = """
+import time
+from pathlib import Path
+
+def slow(marker):
+    Path(marker).write_text("running")
+    time.sleep(60)
+    return "never"
+
+def quick(marker):
+    return "done"
+"""
+
+
+def test_ctrl_c_hands_the_run_back_and_resume_takes_it_over_at_once(tmp_path: Path) -> None:
+    """An interrupted `flowforge run` releases its leases: no wait for them to expire."""
+    cli = Cli(tmp_path)
+    cli.module("interrupted", INTERRUPTED_MODULE)
+    marker = tmp_path / "marker"
+    workflow = cli.write(
+        "interrupted.yaml",
+        f"""
+        id: interrupted
+        blocks:
+          - id: first
+            type: python
+            function: interrupted:slow
+            args: {{marker: "{marker}"}}
+        """,
+    )
+    child = subprocess.Popen(
+        cli.command("run", workflow),
+        env=cli.env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not marker.exists():
+        assert time.monotonic() < deadline and child.poll() is None, "the block never started"
+        time.sleep(0.05)
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=30)
+    assert child.returncode == 130, stderr
+    [run] = cli("runs", "list", "--json").json()
+    # the module now returns at once: the resumed attempt completes
+    cli.module("interrupted", INTERRUPTED_MODULE.replace("time.sleep(60)", "pass"))
+    started = time.monotonic()
+    resumed = cli("resume", run["run_id"], "--json", timeout=60)
+    took = time.monotonic() - started
+    assert resumed.returncode == 0, resumed
+    assert resumed.json()["outputs"] == {"first": "never"}
+    assert took < 10, f"resume waited {took:.1f}s: the interrupted run's lease was not released"

@@ -82,6 +82,7 @@ SQL: dict[str, str] = {
         "UPDATE tasks SET lease_expires_at = 0 WHERE run_id = :run_id AND worker_id = :worker_id"
     ),
     "next_due": "SELECT min(due_at) FROM tasks WHERE worker_id IS NULL",
+    "release_worker_tasks": "UPDATE tasks SET lease_expires_at = 0 WHERE worker_id = :worker_id",
     # -- runs (reads)
     "run_by_idempotency_key": (
         "SELECT id FROM runs WHERE workflow_id = :workflow_id AND idempotency_key = :key"

@@ -202,6 +202,13 @@ class SqlStore:
         }
         self.transaction(lambda txn: txn.write_later("register_worker", params))
 
+    def release_worker_tasks(self, worker_id: str) -> int:
+        """Hand back everything a stopping worker holds: its leases expire now, so another
+        worker (or ``flowforge resume``) takes them over at once instead of after the lease."""
+        return self.transaction(
+            lambda txn: txn.execute("release_worker_tasks", {"worker_id": worker_id})
+        )
+
     def deregister_worker(self, worker_id: str) -> None:
         self.transaction(lambda txn: txn.write_later("deregister_worker", {"id": worker_id}))
 

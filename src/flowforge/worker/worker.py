@@ -110,6 +110,7 @@ class Worker:
                     await own
         await asyncio.gather(*self._running.values(), return_exceptions=True)
         with contextlib.suppress(Exception):
+            await self.db(lambda: self.store.release_worker_tasks(self.worker_id))
             await self.db(lambda: self.store.deregister_worker(self.worker_id))
         self._db_thread.shutdown(wait=True)
 
