@@ -201,7 +201,9 @@ class Engine:
         return self.get(run.run_id)
 
     def resume(self, run_id: str) -> RunResult:
-        """Continue a run whose process died, in this process, to the end."""
+        """Continue a run in this process, to the end: a run whose process died, a queued run
+        (``start``), a paused one (unpaused first), a retried one. An ended run is returned
+        as it is."""
         return asyncio.run(self.resume_async(run_id))
 
     async def resume_async(self, run_id: str) -> RunResult:
@@ -210,6 +212,8 @@ class Engine:
             raise NotFoundError(f"run {run_id} does not exist")
         if record.status in ("completed", "failed", "canceled", "terminated", "timed_out"):
             return self.get(run_id)
+        if record.status == "paused":
+            self.unpause(run_id)  # resuming a paused run means: let it go on (here)
         self.book.workflow(record.workflow_id, record.workflow_version)  # see _known_run
         self.store.release_dead_workers_tasks(run_id, socket.gethostname(), _pid_alive)
         async with self._worker() as worker:
