@@ -253,9 +253,8 @@ class Journal:
     def flush(self) -> None:
         """Write what was collected. Events go first: a concurrent writer of the same run fails
         on their (run_id, seq) key before anything else is written."""
-        with self.txn.batch():
-            self.txn.append_events(self.events[self._flushed_events :])
-            self._flushed_events = len(self.events)
-            self.flush_tasks()
-            self.txn.write_attempts(self.attempts)
-            self.attempts = []
+        self.txn.append_events(self.events[self._flushed_events :])
+        self._flushed_events = len(self.events)
+        self.flush_tasks()
+        self.txn.write_attempts(self.attempts)
+        self.attempts = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
 from flowforge.engine.records import (
@@ -28,10 +27,6 @@ class Transaction(Protocol):
     """The verbs available inside one store transaction."""
 
     worker_id: str
-
-    def batch(self) -> AbstractContextManager[Any]:
-        """Statements inside may be sent without waiting for each reply."""
-        ...
 
     def last_seq(self, run_id: str) -> int: ...
     def get_run(self, run_id: str) -> RunRecord | None: ...

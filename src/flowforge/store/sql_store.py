@@ -21,7 +21,7 @@ from flowforge.engine.ports import StaleWriteError
 from flowforge.engine.records import AttemptRecord, Event, RunRecord
 from flowforge.errors import StoreError
 from flowforge.store.connector import Connector
-from flowforge.store.transaction import Dialect, SqlTransaction, utc
+from flowforge.store.transaction import Dialect, Session, SqlTransaction, utc
 
 T = TypeVar("T")
 
@@ -90,21 +90,21 @@ class SqlStore:
             return fn(current)
         optimistic = self._pg
         for attempt in range(1, MAX_TRIES + 1):
-            conn = self._connection()
+            session = self._session()
             try:
                 if self._pg:
-                    return self._pg_transaction(conn, fn, worker_id, optimistic)
-                conn.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
+                    return self._pg_transaction(session, fn, worker_id, optimistic)
+                session.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
                 result = self._within(
-                    fn, SqlTransaction(conn, self._dialect, worker_id, time.time())
+                    fn, SqlTransaction(session, self._dialect, worker_id, time.time())
                 )
-                conn.execute("COMMIT")
+                session.execute("COMMIT")
                 return result
             except StaleWriteError:
-                self._rollback(conn)
+                self._rollback(session)
                 raise
             except self._dbapi_error as exc:
-                self._rollback(conn)
+                self._rollback(session)
                 if STALE_TOKEN in str(exc):
                     optimistic = False  # a stale task in the batch: redo it checked
                     continue
@@ -113,15 +113,15 @@ class SqlStore:
                 if attempt == MAX_TRIES or not self._transient(exc):
                     raise StoreError(f"the store failed: {exc}") from exc
             except BaseException:
-                self._rollback(conn)
+                self._rollback(session)
                 raise
             time.sleep(min(0.01 * 2**attempt, 1.0) * random.uniform(0.5, 1.0))
         raise AssertionError("unreachable")
 
     def _pg_transaction(
-        self, conn: Any, fn: Callable[[SqlTransaction], T], worker_id: str, optimistic: bool
+        self, session: Session, fn: Callable[[SqlTransaction], T], worker_id: str, optimistic: bool
     ) -> T:
-        txn = SqlTransaction(conn, self._dialect, worker_id, 0.0)
+        txn = SqlTransaction(session, self._dialect, worker_id, 0.0)
         txn.optimistic = optimistic
         result = self._within(fn, txn)
         txn.flush_buffer(commit=True)
@@ -134,18 +134,21 @@ class SqlStore:
         finally:
             self._local.txn = None
 
-    def _connection(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self.connector.connect()
-            self._local.conn = conn
+    def _session(self) -> Session:
+        """This thread's connection (one per thread: SQLite and psycopg connections are not
+        shared between threads), opened on first use."""
+        session: Session | None = getattr(self._local, "conn", None)
+        if session is None:
+            connection = self.connector.connect()
+            session = Session(connection, self._dialect)
+            self._local.conn = session
             with self._lock:
-                self._connections.append(conn)
-        return conn
+                self._connections.append(connection)
+        return session
 
-    def _rollback(self, conn: Any) -> None:
+    def _rollback(self, session: Session) -> None:
         try:
-            conn.execute("ROLLBACK")
+            session.execute("ROLLBACK")
         except Exception:
             self._local.conn = None
 

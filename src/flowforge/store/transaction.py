@@ -6,7 +6,6 @@ These statements are the per-block cost of the engine, so they go to the driver 
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -73,38 +72,42 @@ def _integrity_error(name: str) -> type[BaseException]:
     return sqlite3.IntegrityError
 
 
-class SqlTransaction:
-    """One open transaction on a DBAPI connection."""
+class Session:
+    """One connection and what its transactions reuse: cursors and the literal renderer."""
 
-    def __init__(self, dbapi_connection: Any, dialect: Dialect, worker_id: str, now: float) -> None:
-        self.cursor = dbapi_connection.cursor()
-        self._connection = getattr(dbapi_connection, "driver_connection", dbapi_connection)
-        self.optimistic = False
-        self._buffer: list[str] | None = None
-        self._client: Any = None
+    def __init__(self, connection: Any, dialect: Dialect) -> None:
+        self.connection = connection
+        self.cursor = connection.cursor()
+        self.client: Any = None
+        self.literals: Any = None
         if dialect.pg:
-            # PostgreSQL: the connection is in autocommit mode and the transaction is spelled
-            # out; writes are rendered client-side and sent together with COMMIT, so a block
-            # costs one round trip unless the transaction must read something first
             import psycopg
 
             from flowforge.store.literals import Literals
 
-            self._client = psycopg.ClientCursor(self._connection)
-            literals = getattr(self._connection, "_flowforge_literals", None)
-            if literals is None:
-                literals = Literals(psycopg.pq.Escaping(self._connection.pgconn).escape_literal)
-                self._connection._flowforge_literals = literals
-            self._literals: Literals = literals
-            self._buffer = ["BEGIN"]
+            self.client = psycopg.ClientCursor(connection)
+            self.literals = Literals(psycopg.pq.Escaping(connection.pgconn).escape_literal)
+
+    def execute(self, sql: str) -> None:
+        self.connection.execute(sql)
+
+
+class SqlTransaction:
+    """One open transaction on a DBAPI connection."""
+
+    def __init__(self, session: Session, dialect: Dialect, worker_id: str, now: float) -> None:
+        self.cursor = session.cursor
+        self.optimistic = False
+        self._client = session.client
+        self._literals = session.literals
+        # PostgreSQL: the connection is in autocommit mode and the transaction is spelled out;
+        # writes are rendered with their values and sent together with COMMIT, so a block
+        # costs one round trip unless the transaction must read something first
+        self._buffer: list[str] | None = ["BEGIN"] if dialect.pg else None
         self.dialect = dialect
         self.worker_id = worker_id
         self.now = now
         """The host clock for SQLite; PostgreSQL statements read the server's clock instead."""
-
-    def batch(self) -> Any:
-        """Statements inside may be sent without waiting for each reply."""
-        return contextlib.nullcontext()
 
     def _run(self, name: str, params: dict[str, Any]) -> Any:
         if self._buffer is not None:
