@@ -137,30 +137,16 @@ class Engine:
         idempotency_key: str | None = None,
         on_created: Callable[[str], Any] | None = None,
     ) -> RunResult:
-        compiled = workflow.compile()
-        parameters = validate_parameters(
-            compiled.spec.parameters, params or {}, from_strings=from_strings
-        )
-        version = self.apply(workflow)
-        if idempotency_key is not None:
-            existing = self.store.find_run_by_idempotency_key(workflow.id, idempotency_key)
-            if existing is not None:
-                return self.get(existing.run_id)
-        run = NewRun(
-            new_run_id(), workflow.id, version, parameters, idempotency_key, datetime.now(UTC)
-        )
+        compiled, prepared = self._prepare(workflow, params, from_strings, idempotency_key)
+        if isinstance(prepared, RunResult):
+            return prepared
+        run = prepared
         async with self._worker() as worker:
             done = self._watch(run.run_id, worker)
             try:
                 await worker.transact(lambda step: advance.create_run(step, run, compiled, True))
-            except StoreError:
-                # another process started a run with this idempotency key at the same moment
-                if idempotency_key is None:
-                    raise
-                existing = self.store.find_run_by_idempotency_key(workflow.id, idempotency_key)
-                if existing is None:
-                    raise
-                return self.get(existing.run_id)
+            except StoreError as error:
+                return self._existing_after_race(workflow.id, idempotency_key, error)
             if on_created is not None:
                 on_created(run.run_id)
             await done
@@ -179,6 +165,31 @@ class Engine:
     ) -> RunResult:
         """Queue a run and return at once (status ``queued``): a worker, or ``resume`` in any
         process, runs it. The same key twice returns the existing run."""
+        compiled, prepared = self._prepare(workflow, params, from_strings, idempotency_key)
+        if isinstance(prepared, RunResult):
+            return prepared
+        run = prepared
+
+        def body(txn: Any) -> advance.Advanced:
+            step = advance.Step(txn, self.book, Slots(0), self.lease)
+            advance.create_run(step, run, compiled, False)
+            return step.finish()
+
+        try:
+            self._publish(self.store.transaction(body).events)
+        except StoreError as error:
+            return self._existing_after_race(workflow.id, idempotency_key, error)
+        return self.get(run.run_id)
+
+    def _prepare(
+        self,
+        workflow: Workflow,
+        params: Mapping[str, Any] | None,
+        from_strings: bool,
+        idempotency_key: str | None,
+    ) -> tuple[CompiledWorkflow, NewRun | RunResult]:
+        """Validate the parameters and store the definition: the run to create, or the run
+        that already has this idempotency key."""
         compiled = workflow.compile()
         parameters = validate_parameters(
             compiled.spec.parameters, params or {}, from_strings=from_strings
@@ -187,18 +198,23 @@ class Engine:
         if idempotency_key is not None:
             existing = self.store.find_run_by_idempotency_key(workflow.id, idempotency_key)
             if existing is not None:
-                return self.get(existing.run_id)
+                return compiled, self.get(existing.run_id)
         run = NewRun(
             new_run_id(), workflow.id, version, parameters, idempotency_key, datetime.now(UTC)
         )
+        return compiled, run
 
-        def body(txn: Any) -> advance.Advanced:
-            step = advance.Step(txn, self.book, Slots(0), self.lease)
-            advance.create_run(step, run, compiled, False)
-            return step.finish()
-
-        self._publish(self.store.transaction(body).events)
-        return self.get(run.run_id)
+    def _existing_after_race(
+        self, workflow_id: str, idempotency_key: str | None, error: StoreError
+    ) -> RunResult:
+        """Creating the run failed: if another process just created one with the same
+        idempotency key (the unique constraint refused ours), that run is the answer."""
+        existing = None
+        if idempotency_key is not None:
+            existing = self.store.find_run_by_idempotency_key(workflow_id, idempotency_key)
+        if existing is None:
+            raise error
+        return self.get(existing.run_id)
 
     def resume(self, run_id: str) -> RunResult:
         """Continue a run in this process, to the end: a run whose process died, a queued run
