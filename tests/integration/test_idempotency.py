@@ -58,3 +58,28 @@ def test_start_queues_a_run_that_resume_runs_to_the_end(store_url: str) -> None:
         done = engine.resume(queued.run_id)
     assert done.status == "completed"
     assert done.outputs == {"double": 42}
+
+
+def test_concurrent_starts_with_one_key_make_one_run(store_url: str) -> None:
+    import threading
+
+    wf = flowforge.Workflow("racing")
+    wf.add({"id": "only", "type": "noop"})
+    with flowforge.Engine(store_url) as setup:
+        setup.apply(wf)
+    barrier = threading.Barrier(4)
+    ids: list[str] = []
+
+    def start() -> None:
+        with flowforge.Engine(store_url) as engine:
+            barrier.wait()
+            ids.append(engine.start(wf, idempotency_key="same").run_id)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(ids) == 4 and len(set(ids)) == 1
+    with flowforge.Engine(store_url) as engine:
+        assert [run.run_id for run in engine.list()] == ids[:1]
