@@ -1,17 +1,27 @@
-"""``flowforge runs``: list and inspect runs on the store."""
+"""``flowforge runs``: list and inspect runs on the store (start and control: run_control)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
+from flowforge.cli import run_control
 from flowforge.cli.console import dumps, duration, out, print_json, short_time, table
 from flowforge.cli.options import DatabaseUrl, Json
 
-app = typer.Typer(help="Inspect runs.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from flowforge.embedded import Engine
+
+app = typer.Typer(help="Start, control and inspect runs.", no_args_is_help=True)
 RunId = Annotated[str, typer.Argument(metavar="RUN_ID")]
+app.command("start")(run_control.start)
+app.command("cancel")(run_control.cancel)
+app.command("terminate")(run_control.terminate)
+app.command("pause")(run_control.pause)
+app.command("resume")(run_control.resume)
+app.command("retry")(run_control.retry)
 
 
 @app.command("list")
@@ -80,27 +90,30 @@ def show(run_id: RunId, json_output: Json = False, database_url: DatabaseUrl = N
 
 
 @app.command("events")
-def events(run_id: RunId, json_output: Json = False, database_url: DatabaseUrl = None) -> None:
-    """Print a run's events in order."""
+def events(
+    run_id: RunId,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Keep printing new events until the run ends (JSON Lines with --json).",
+        ),
+    ] = False,
+    json_output: Json = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Print a run's events in order; with --follow, new ones as they happen."""
     from flowforge.embedded import Engine
 
     with Engine(database_url) as engine:
+        if follow:
+            _follow(engine, run_id, json_output)
+            return
         # Engine.list shadows the builtin in Engine's annotations: mypy misreads the type
         found = cast("Sequence[Any]", engine.events(run_id))
     if json_output:
-        print_json(
-            [
-                {
-                    "run_id": e.run_id,
-                    "seq": e.seq,
-                    "type": e.type,
-                    "block_id": e.block_id,
-                    "data": e.data,
-                    "created_at": e.created_at,
-                }
-                for e in found
-            ]
-        )
+        print_json([_event_dict(e) for e in found])
         return
     table(
         ["SEQ", "TIME", "TYPE", "BLOCK", "DATA"],
@@ -115,6 +128,58 @@ def events(run_id: RunId, json_output: Json = False, database_url: DatabaseUrl =
             for e in found
         ],
     )
+
+
+FOLLOW_POLL = 0.2
+"""Seconds between two reads of new events by ``runs events --follow``."""
+
+
+def _follow(engine: Engine, run_id: str, json_output: bool) -> None:
+    """Print the events as they are committed, until the run's final event (the last event
+    read is a final one: a retried run goes on after its earlier end). Ctrl-C: exit 130."""
+    import time
+
+    from flowforge.embedded import TERMINAL_EVENTS
+
+    after, last_type = 0, None
+    if not json_output:
+        out(_event_line("SEQ", "TIME", "TYPE", "BLOCK", "DATA"))
+    try:
+        while True:
+            for event in cast("Sequence[Any]", engine.events(run_id, after)):
+                after, last_type = event.seq, event.type
+                if json_output:
+                    out(dumps(_event_dict(event), indent=None))
+                else:
+                    out(
+                        _event_line(
+                            str(event.seq),
+                            short_time(event.created_at),
+                            event.type,
+                            event.block_id or "",
+                            dumps(event.data, indent=None) if event.data else "",
+                        )
+                    )
+            if last_type in TERMINAL_EVENTS:
+                return
+            time.sleep(FOLLOW_POLL)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def _event_line(seq: str, time: str, type_: str, block: str, data: str) -> str:
+    return f"{seq:<5}  {time:<19}  {type_:<15}  {block:<16}  {data}".rstrip()
+
+
+def _event_dict(event: Any) -> dict[str, Any]:
+    return {
+        "run_id": event.run_id,
+        "seq": event.seq,
+        "type": event.type,
+        "block_id": event.block_id,
+        "data": event.data,
+        "created_at": event.created_at,
+    }
 
 
 def _error(error: dict[str, Any] | None) -> str:

@@ -126,7 +126,7 @@ class Step:
     def finish(self) -> Advanced:
         self.journal.flush()
         self.result.leases = self.slots.leases
-        self.result.events = self.journal.events
+        self.result.events = [*self.result.events, *self.journal.events]
         self.result.claimed = self.journal.claimed
         self.result.canceled = self.journal.canceled
         return self.result
@@ -226,6 +226,18 @@ def _explains(state: RunState, task: ClaimedTask) -> bool:
         return True
     bs = state.blocks.get(task.block_id or "")
     return bs is not None and bs.attempt == task.attempt
+
+
+def refresh(step: Step, run_ids: Sequence[str]) -> None:
+    """Reload runs another process changed (a cancel, a pause, a retry): their events since
+    this process last wrote become this step's events, so observers and the worker see them."""
+    for run_id in run_ids:
+        known = step.book.cached(run_id)
+        after = known.seq if known is not None else 0
+        step.book.forget([run_id])
+        workflow, state, planner = step.fresh(run_id)
+        step.result.events.extend(step.txn.run_events(run_id, after))
+        step.commit(workflow, state, planner)
 
 
 def _recover_lease(step: Step, planner: Planner, state: RunState, task: ClaimedTask) -> None:

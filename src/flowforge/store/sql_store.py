@@ -13,7 +13,7 @@ import contextlib
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -259,6 +259,10 @@ class SqlStore:
         rows = self._rows("list_runs", workflow_id=workflow_id, status=status, limit=limit)
         runs = [self.get_run(row[0]) for row in rows]
         return [run for run in runs if run is not None]
+
+    def last_seqs(self, run_ids: Sequence[str]) -> dict[str, int]:
+        """Where each run's event log stands: a worker compares it with what it knows."""
+        return self.transaction(lambda txn: txn.last_seqs(run_ids), readonly=True)
 
     def run_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
         return self.transaction(lambda txn: txn.run_events(run_id, after_seq), readonly=True)

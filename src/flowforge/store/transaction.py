@@ -161,6 +161,22 @@ class SqlTransaction:
     def last_seq(self, run_id: str) -> int:
         return int(self._run("last_seq", {"run_id": run_id}).fetchone()[0] or 0)
 
+    def last_seqs(self, run_ids: Sequence[str]) -> dict[str, int]:
+        """The last event sequence number of each run (runs without events are left out)."""
+        if not run_ids:
+            return {}
+        if self.dialect.pg:
+            sql = "SELECT run_id, max(seq) FROM events WHERE run_id = ANY(%(ids)s) GROUP BY run_id"
+            params: Any = {"ids": list(run_ids)}
+        else:
+            marks = ", ".join("?" for _ in run_ids)
+            sql = f"SELECT run_id, max(seq) FROM events WHERE run_id IN ({marks}) GROUP BY run_id"
+            params = list(run_ids)
+        if self._buffer is not None:
+            self.flush_buffer()
+        self.cursor.execute(sql, params)
+        return {run_id: int(seq) for run_id, seq in self.cursor.fetchall()}
+
     def get_run(self, run_id: str) -> RunRecord | None:
         row = self._run("get_run", {"run_id": run_id}).fetchone()
         if row is None:

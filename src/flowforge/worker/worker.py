@@ -52,6 +52,7 @@ class Worker:
         heartbeat: float = 10.0,
         poll_interval: float = 1.0,
         cancel_grace: float = 10.0,
+        watch_interval: float = 0.5,
     ) -> None:
         self.store = store
         self.book = book
@@ -73,14 +74,17 @@ class Worker:
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._beat_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
         self._resolvers: dict[tuple[str, int, str | None], FunctionResolver] = {}
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowforge-db")
         self._inline_db = store.dialect == "sqlite"
         self._db_calls_in_thread = 0
         self._stops: dict[tuple[str, str], threading.Event] = {}
+        self._attempt_numbers: dict[tuple[str, str], int] = {}
         self._graceful: dict[asyncio.Task[None], float] = {}
         """Attempts of canceled runs in their grace period, with its end (loop time)."""
         self.cancel_grace = cancel_grace
+        self.watch_interval = watch_interval
         self._leases: set[str] = set()
         """Runs this worker holds a lease on (it runs their blocks without a task row each)."""
         self._leases_valid_until = 0.0
@@ -93,6 +97,7 @@ class Worker:
         )
         self._loop_task = asyncio.create_task(self._loop(), name="flowforge-worker")
         self._beat_task = asyncio.create_task(self._heartbeats(), name="flowforge-heartbeat")
+        self._watch_task = asyncio.create_task(self._watch_runs(), name="flowforge-watch")
 
     async def stop(self) -> None:
         """Stop claiming, cancel what runs (its tasks come back when the leases expire).
@@ -103,7 +108,7 @@ class Worker:
         await self._end_grace_periods()
         for task in list(self._running.values()):
             task.cancel()
-        for own in (self._loop_task, self._beat_task):
+        for own in (self._loop_task, self._beat_task, self._watch_task):
             if own is not None:
                 own.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -297,6 +302,7 @@ class Worker:
         workflow = self.book.workflow(state.workflow_id, state.workflow_version)
         key = (task.run_id, block_id)
         stop = self._stops[key] = threading.Event()
+        self._attempt_numbers[key] = task.attempt
         try:
             outcome = await execute(
                 workflow.blocks[block_id],
@@ -310,6 +316,7 @@ class Worker:
         finally:
             self._running.pop(key, None)
             self._stops.pop(key, None)
+            self._attempt_numbers.pop(key, None)
         self._outcomes.append((task, outcome))
         self._wake.set()
 
@@ -338,6 +345,40 @@ class Worker:
             # them now): then the leases stay lapsed and are taken again before use
             if issued <= self._leases_valid_until:
                 self._leases_valid_until = issued + self.lease * 0.8
+
+    async def _watch_runs(self) -> None:
+        """Notice what other processes do to the runs this worker runs blocks of (a cancel,
+        a terminate, a retry): their event logs move past what this worker knows."""
+        while not self._stopping:
+            await asyncio.sleep(self.watch_interval)
+            if not self._running:
+                continue
+            try:
+                await self._catch_up({run_id for run_id, _ in self._running})
+            except Exception:
+                log.exception("watching runs failed")
+
+    async def _catch_up(self, run_ids: set[str]) -> None:
+        ids = sorted(run_ids)
+        seqs = await self.db(lambda: self.store.last_seqs(ids))
+        moved = [
+            run_id
+            for run_id in ids
+            if (state := self.book.cached(run_id)) is not None and seqs.get(run_id, 0) != state.seq
+        ]
+        if not moved:
+            return
+        await self.transact(lambda step: advance.refresh(step, moved))
+        for key in [key for key in self._running if key[0] in moved]:
+            state = self.book.cached(key[0])
+            block = state.blocks.get(key[1]) if state is not None else None
+            current = (
+                block is not None
+                and block.status == BlockStatus.RUNNING
+                and block.attempt == self._attempt_numbers.get(key)
+            )
+            if not current:
+                self._stop_attempt(key, graceful=state is not None and state.status == "canceled")
 
     def wake(self, claim: bool = True) -> None:
         """Look for work now (a run was queued or resumed in this process)."""
