@@ -239,6 +239,18 @@ class Engine:
             await done
         return self.get(run_id)
 
+    async def work(self, stop: asyncio.Event, *, drain_timeout: float = 30.0) -> None:
+        """Run blocks of any run in the store until ``stop`` is set (``flowforge worker``);
+        then finish what runs for up to ``drain_timeout`` seconds and hand back the rest."""
+        worker = self._new_worker()
+        self._workers.append(worker)
+        await worker.start()
+        try:
+            await stop.wait()
+        finally:
+            await worker.drain(drain_timeout)
+            self._workers.remove(worker)
+
     def get(self, run_id: str) -> RunResult:
         """The run record, blocks included."""
         record = self.store.get_run(run_id)
@@ -308,7 +320,7 @@ class Engine:
             raise NotFoundError(f"run {run_id} does not exist")
         self.book.workflow(record.workflow_id, record.workflow_version)
 
-    def _worker(self) -> _WorkerScope:
+    def _new_worker(self) -> Worker:
         worker = Worker(
             self.store,
             self.book,
@@ -319,7 +331,10 @@ class Engine:
         )
         worker.observers.extend(self._observers)
         self.last_worker = worker
-        return _WorkerScope(worker, self._workers)
+        return worker
+
+    def _worker(self) -> _WorkerScope:
+        return _WorkerScope(self._new_worker(), self._workers)
 
     def _watch(self, run_id: str, worker: Worker) -> asyncio.Future[None]:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from flowforge.cli import database, execution, runs, workflows
+from flowforge.cli import database, execution, runs, worker_command, workflows
 from flowforge.cli.console import EXIT_FAILED, EXIT_INVALID, err
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app = typer.Typer(
 app.command("run")(execution.run)
 app.command("resume")(execution.resume)
 app.command("validate")(execution.validate)
+app.command("worker")(worker_command.worker)
 app.add_typer(workflows.app, name="workflows")
 app.add_typer(runs.app, name="runs")
 app.add_typer(database.app, name="db")

@@ -49,8 +49,9 @@ def start(
 ) -> None:
     """Queue a run of a stored workflow and return at once (status queued).
 
-    A worker, the server or `flowforge resume RUN_ID` runs it. Prints the run id, or the run
-    record with --json. Exit 1 for an unknown workflow or version, 2 for invalid parameters.
+    A worker, the server or `flowforge resume RUN_ID` runs it.
+    Prints the run id, or the run record with --json.
+    Exit 1 for an unknown workflow or version, 2 for invalid parameters.
     """
     given = _parameters(param or [], params_file)
     from flowforge.cli.queue import start_stored_run

@@ -71,6 +71,7 @@ class Worker:
         self._timers: list[float] = []
         """Due times (a heap) of the retries, waits and deadlines this worker scheduled."""
         self._stopping = False
+        self._draining = False
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._beat_task: asyncio.Task[None] | None = None
@@ -98,6 +99,16 @@ class Worker:
         self._loop_task = asyncio.create_task(self._loop(), name="flowforge-worker")
         self._beat_task = asyncio.create_task(self._heartbeats(), name="flowforge-heartbeat")
         self._watch_task = asyncio.create_task(self._watch_runs(), name="flowforge-watch")
+
+    async def drain(self, timeout: float) -> None:
+        """Graceful shutdown: claim nothing more (blocks made ready are left to other workers),
+        let running blocks finish for up to ``timeout`` seconds, then stop (what still runs is
+        handed back)."""
+        self._draining = True
+        deadline = time.monotonic() + timeout
+        while (self._running or self._outcomes) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await self.stop()
 
     async def stop(self) -> None:
         """Stop claiming, cancel what runs (its tasks come back when the leases expire).
@@ -139,12 +150,16 @@ class Worker:
 
     async def transact(self, fn: Callable[[advance.Step], Any]) -> advance.Advanced:
         """One engine step in one store transaction; retried after a concurrent writer."""
-        body = self._body(fn)
+        touched: set[str] = set()
+        body = self._body(fn, touched)
         while True:
             try:
                 result = await self.db(lambda: self.store.transaction(body, self.worker_id))
             except StaleWriteError:
-                continue
+                continue  # the next call of body reloads what the failed one touched
+            except BaseException:
+                self.book.forget(touched)
+                raise
             self.transactions += 1
             self._dispatch(result)
             return result
@@ -160,12 +175,16 @@ class Worker:
         assert loop is not None, "the worker is not started"
         if _running_loop() is not loop:
             return asyncio.run_coroutine_threadsafe(self.transact(fn), loop).result()
-        body = self._body(fn)
+        touched: set[str] = set()
+        body = self._body(fn, touched)
         while True:
             try:
                 result = self._db_blocking(lambda: self.store.transaction(body, self.worker_id))
             except StaleWriteError:
                 continue
+            except BaseException:
+                self.book.forget(touched)
+                raise
             self.transactions += 1
             self._dispatch(result)
             return result
@@ -176,17 +195,20 @@ class Worker:
         return self._db_thread.submit(fn).result()
 
     def _body(
-        self, fn: Callable[[advance.Step], Any]
+        self, fn: Callable[[advance.Step], Any], touched: set[str]
     ) -> Callable[[SqlTransaction], advance.Advanced]:
         def body(txn: SqlTransaction) -> advance.Advanced:
+            # Called again when an attempt of this transaction failed, before or at its commit
+            # (a conflict, a stale fencing token, a dropped connection): the run states the
+            # failed attempt changed in memory are not what the store has, so they are
+            # reloaded, never reused.
+            self.book.forget(touched)
             step = advance.Step(txn, self.book, self._slots(), self.lease)
             try:
                 fn(step)
                 return step.finish()
-            except BaseException:
-                # the planner may have changed cached states the rollback undoes
-                self.book.forget(step.result.run_ids | step.touched)
-                raise
+            finally:
+                touched.update(step.result.run_ids | step.touched)
 
         return body
 
@@ -195,7 +217,8 @@ class Worker:
         # taken them over) are taken again before blocks are dispatched under them
         if time.time() > self._leases_valid_until:
             self._leases.clear()
-        return Slots(self.concurrency - len(self._running), set(self._leases))
+        free = 0 if self._draining else self.concurrency - len(self._running)
+        return Slots(free, set(self._leases))
 
     # -- the loop ---------------------------------------------------------------------------
     async def _loop(self) -> None:
@@ -225,7 +248,7 @@ class Worker:
         items, self._outcomes = self._outcomes, []
         free = self.concurrency - len(self._running)
         now = time.time()
-        claim_now = free > 0 and now >= self._next_claim()
+        claim_now = free > 0 and now >= self._next_claim() and not self._draining
         if not items and not claim_now:
             return
 
@@ -295,6 +318,7 @@ class Worker:
         if block is None or block.status != BlockStatus.RUNNING or block.attempt != task.attempt:
             return  # canceled (or moved on) between its claim and now: nothing to run
         key = (task.run_id, task.block_id)
+        self._attempt_numbers[key] = task.attempt
         self._running[key] = asyncio.create_task(self._attempt(task, state), name=str(key))
 
     async def _attempt(self, task: ClaimedTask, state: RunState) -> None:
@@ -302,7 +326,6 @@ class Worker:
         workflow = self.book.workflow(state.workflow_id, state.workflow_version)
         key = (task.run_id, block_id)
         stop = self._stops[key] = threading.Event()
-        self._attempt_numbers[key] = task.attempt
         try:
             outcome = await execute(
                 workflow.blocks[block_id],
@@ -364,7 +387,9 @@ class Worker:
         moved = [
             run_id
             for run_id in ids
-            if (state := self.book.cached(run_id)) is not None and seqs.get(run_id, 0) != state.seq
+            # only a log that is *ahead* of this worker's view was moved by someone else (this
+            # worker's own step in flight puts its view ahead of the log until it commits)
+            if (state := self.book.cached(run_id)) is not None and seqs.get(run_id, 0) > state.seq
         ]
         if not moved:
             return
