@@ -315,19 +315,8 @@ def test_terminate_reaches_a_run_in_progress_in_another_process(
 
 
 def test_pause_lets_the_running_block_finish_and_resume_goes_on(
-    cli: Cli,
-    tmp_path: Path,
-    background: Callable[..., subprocess.Popen[str]],
-    request: pytest.FixtureRequest,
+    cli: Cli, tmp_path: Path, background: Callable[..., subprocess.Popen[str]]
 ) -> None:
-    if cli.database_url.startswith("postgresql"):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=False,
-                reason="engine: on PostgreSQL, after a pause written by another process the "
-                "running process never records its block's completion",
-            )
-        )
     process, run_id, release = _running(cli, tmp_path, background)
 
     paused = cli("runs", "pause", run_id, "--json")

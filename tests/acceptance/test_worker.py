@@ -121,3 +121,29 @@ def test_sigterm_lets_a_running_block_finish_before_the_worker_exits(
             successor.send_signal(signal.SIGTERM)
             successor.wait(30)
         assert engine.get(run_id).outputs == {"sum": 6}
+
+
+def test_an_idle_worker_starts_new_work_at_once(tmp_path: Path, store_url: str) -> None:
+    """No polling on the hot path: NOTIFY (PostgreSQL) wakes an idle worker; on SQLite its
+    poll of a second is the bound."""
+    cli = Cli(tmp_path, database_url=store_url)
+    cli.module("work", WORK)
+    workflow = flowforge.load(cli.write("shared.yaml", FLOW))
+    with flowforge.Engine(cli.database_url) as engine:
+        engine.apply(workflow)
+        [worker] = _workers(cli, 1)
+        try:
+            time.sleep(2.5)  # the worker is idle: past its first poll
+            queued = time.monotonic()
+            run_id = engine.start(workflow, {"n": 1}).run_id
+            _wait_for(
+                lambda: any(e.type == "block.started" for e in engine.events(run_id)),
+                15,
+                "the first block to start",
+            )
+            latency = time.monotonic() - queued
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(30)
+    bound = 0.5 if store_url.startswith("postgresql") else 1.5
+    assert latency < bound, f"queued -> running took {latency:.2f}s"

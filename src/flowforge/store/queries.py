@@ -82,6 +82,16 @@ SQL: dict[str, str] = {
         "UPDATE tasks SET lease_expires_at = 0 WHERE run_id = :run_id AND worker_id = :worker_id"
     ),
     "next_due": "SELECT min(due_at) FROM tasks WHERE worker_id IS NULL",
+    # when the next task becomes claimable by this worker: due, or its holder's lease expired
+    "next_claimable": (
+        "SELECT min(CASE WHEN worker_id IS NULL THEN due_at"
+        " ELSE greatest_of_two END) FROM (SELECT worker_id, due_at,"
+        " CASE WHEN lease_expires_at > due_at THEN lease_expires_at ELSE due_at END"
+        " AS greatest_of_two FROM tasks"
+        " WHERE worker_id IS NULL OR worker_id <> :worker_id) AS claimable"
+    ),
+    # the same as seconds from the database's now (clocks of other hosts may differ)
+    "next_claimable_in": "SELECT ({next_claimable}) - {now}",
     "release_worker_tasks": "UPDATE tasks SET lease_expires_at = 0 WHERE worker_id = :worker_id",
     # -- runs (reads)
     "run_by_idempotency_key": (
@@ -163,6 +173,7 @@ def render(name: str, dialect: str, run_filter: str = "") -> str:
     """
     pg = dialect == "postgresql"
     text = SQL[name].replace("{run_filter}", run_filter)
+    text = text.replace("{next_claimable}", SQL["next_claimable"])
     text = text.replace("{now}", "extract(epoch from now())" if pg else ":now")
     if not pg:
         return _TYPED.sub(r":\2", text)

@@ -225,6 +225,26 @@ class SqlStore:
 
         return self.transaction(renew)
 
+    def next_claimable_in(self, worker_id: str) -> float | None:
+        """Seconds until the next task becomes claimable by this worker (by the database's
+        clock): an unclaimed task's due time, or the lease expiry of another worker's task."""
+        rows = self._rows("next_claimable_in", worker_id=worker_id, now=time.time())
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def listen(self, stop: Callable[[], bool], woken: Callable[[], None]) -> None:
+        """Call ``woken`` whenever a transaction leaves work to claim, until ``stop()`` (a
+        blocking loop for a thread of its own). PostgreSQL only: LISTEN/NOTIFY."""
+        from flowforge.store.transaction import TASKS_CHANNEL
+
+        connection = self.connector.connect()
+        try:
+            connection.execute(f"LISTEN {TASKS_CHANNEL}")
+            while not stop():
+                for _ in connection.notifies(timeout=0.5, stop_after=1):
+                    woken()
+        finally:
+            connection.close()
+
     def next_due(self) -> float | None:
         """The earliest due time of any unclaimed task, as database epoch seconds."""
         rows = self._rows("next_due")

@@ -23,6 +23,9 @@ from flowforge.engine.records import (
 )
 from flowforge.store import queries
 
+TASKS_CHANNEL = "flowforge_tasks"
+"""PostgreSQL channel notified when a transaction leaves work for any worker to claim."""
+
 _RUN_FIELDS = ("status", "started_at", "finished_at", "outputs", "failure_reason")
 _JSON_FIELDS = frozenset({"outputs"})
 
@@ -98,6 +101,7 @@ class SqlTransaction:
     def __init__(self, session: Session, dialect: Dialect, worker_id: str, now: float) -> None:
         self.cursor = session.cursor
         self.optimistic = False
+        self._notify = False
         self._client = session.client
         self._literals = session.literals
         # PostgreSQL: the connection is in autocommit mode and the transaction is spelled out;
@@ -135,6 +139,9 @@ class SqlTransaction:
         """Send the buffered statements (and COMMIT) to PostgreSQL in one round trip."""
         assert self._buffer is not None
         if commit:
+            if self._notify:
+                # delivered at commit: listening workers claim the new work at once
+                self._buffer.append(f"NOTIFY {TASKS_CHANNEL}")
             self._buffer.append("COMMIT")
         if self._buffer:
             self._client.execute(";\n".join(self._buffer))
@@ -260,6 +267,8 @@ class SqlTransaction:
             raise StaleWriteError(f"run {events[0].run_id} changed concurrently") from exc
 
     def insert_tasks(self, tasks: Sequence[NewTask], lease: float) -> list[ClaimedTask]:
+        if any(not task.claim for task in tasks):
+            self._notify = True
         rows = [
             {
                 "id": task.task_id,

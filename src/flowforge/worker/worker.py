@@ -50,7 +50,7 @@ class Worker:
         concurrency: int = 100,
         lease: float = 30.0,
         heartbeat: float = 10.0,
-        poll_interval: float = 1.0,
+        poll_interval: float | None = None,
         cancel_grace: float = 10.0,
         watch_interval: float = 0.5,
     ) -> None:
@@ -59,7 +59,8 @@ class Worker:
         self.concurrency = concurrency
         self.lease = lease
         self.heartbeat = heartbeat
-        self.poll_interval = poll_interval
+        self.poll_interval = poll_interval or (1.0 if store.dialect == "sqlite" else 10.0)
+        """The safety net: with NOTIFY (PostgreSQL) and known due times, polls are rare."""
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.observers: list[Observer] = []
         self.transactions = 0
@@ -99,6 +100,15 @@ class Worker:
         self._loop_task = asyncio.create_task(self._loop(), name="flowforge-worker")
         self._beat_task = asyncio.create_task(self._heartbeats(), name="flowforge-heartbeat")
         self._watch_task = asyncio.create_task(self._watch_runs(), name="flowforge-watch")
+        if self.store.dialect == "postgresql":
+            # woken by NOTIFY when another process leaves work: idle, a worker sends nothing
+            loop = asyncio.get_running_loop()
+            threading.Thread(
+                target=self.store.listen,
+                args=(lambda: self._stopping, lambda: loop.call_soon_threadsafe(self.wake)),
+                name="flowforge-listen",
+                daemon=True,
+            ).start()
 
     async def drain(self, timeout: float) -> None:
         """Graceful shutdown: claim nothing more (blocks made ready are left to other workers),
@@ -267,6 +277,12 @@ class Worker:
         result = await self.transact(step)
         if claim_now and len(result.claimed) >= free:
             self._claim_hint = 0.0  # there may be more than there was room for
+        elif claim_now:
+            # nothing more to claim now: sleep until the next task becomes claimable (a retry
+            # or timer of another worker, a dead worker's lease), not a fixed poll
+            upcoming = await self.db(lambda: self.store.next_claimable_in(self.worker_id))
+            if upcoming is not None:
+                self._claim_hint = min(self._claim_hint, time.time() + max(upcoming, 0.01))
 
     def _dispatch(self, result: advance.Advanced) -> None:
         if result.leases != self._leases:
