@@ -242,7 +242,7 @@ class Engine:
     async def work(self, stop: asyncio.Event, *, drain_timeout: float = 30.0) -> None:
         """Run blocks of any run in the store until ``stop`` is set (``flowforge worker``);
         then finish what runs for up to ``drain_timeout`` seconds and hand back the rest."""
-        worker = self._new_worker()
+        worker = self._new_worker(listen=True)
         self._workers.append(worker)
         await worker.start()
         try:
@@ -320,7 +320,7 @@ class Engine:
             raise NotFoundError(f"run {run_id} does not exist")
         self.book.workflow(record.workflow_id, record.workflow_version)
 
-    def _new_worker(self) -> Worker:
+    def _new_worker(self, listen: bool = False) -> Worker:
         worker = Worker(
             self.store,
             self.book,
@@ -328,6 +328,7 @@ class Engine:
             lease=self.lease,
             heartbeat=self.lease / 3,
             cancel_grace=self.cancel_grace,
+            listen=listen,
         )
         worker.observers.extend(self._observers)
         self.last_worker = worker

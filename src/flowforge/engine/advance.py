@@ -284,7 +284,7 @@ def control(step: Step, run_id: str, action: str, reason: str | None = None) -> 
     if action in ("cancel", "terminate"):
         if status == RunStatus.QUEUED:
             planner.state.status = RunStatus.RUNNING
-        planner.stop(target, reason or f"{action}ed by request")
+        planner.stop(target, reason or f"{target.value} by request")
     elif action == "pause":
         state.status = RunStatus.PAUSED
         step.journal.event(state, "run.paused", None, {})

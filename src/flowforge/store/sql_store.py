@@ -236,14 +236,23 @@ class SqlStore:
         blocking loop for a thread of its own). PostgreSQL only: LISTEN/NOTIFY."""
         from flowforge.store.transaction import TASKS_CHANNEL
 
-        connection = self.connector.connect()
-        try:
-            connection.execute(f"LISTEN {TASKS_CHANNEL}")
-            while not stop():
-                for _ in connection.notifies(timeout=0.5, stop_after=1):
-                    woken()
-        finally:
-            connection.close()
+        while not stop():
+            try:
+                connection = self.connector.connect()
+            except Exception:  # the database is down: the worker's own calls report it
+                time.sleep(1.0)
+                continue
+            try:
+                connection.execute(f"LISTEN {TASKS_CHANNEL}")
+                while not stop():
+                    for _ in connection.notifies(timeout=0.5, stop_after=1):
+                        if not stop():
+                            woken()
+            except Exception:  # a dropped connection: listen again on a new one
+                time.sleep(0.2)
+            finally:
+                with contextlib.suppress(Exception):
+                    connection.close()
 
     def next_due(self) -> float | None:
         """The earliest due time of any unclaimed task, as database epoch seconds."""

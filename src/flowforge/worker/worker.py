@@ -53,13 +53,16 @@ class Worker:
         poll_interval: float | None = None,
         cancel_grace: float = 10.0,
         watch_interval: float = 0.5,
+        listen: bool = False,
     ) -> None:
         self.store = store
         self.book = book
         self.concurrency = concurrency
         self.lease = lease
         self.heartbeat = heartbeat
-        self.poll_interval = poll_interval or (1.0 if store.dialect == "sqlite" else 10.0)
+        self.poll_interval = poll_interval or (
+            10.0 if listen and store.dialect != "sqlite" else 1.0
+        )
         """The safety net: with NOTIFY (PostgreSQL) and known due times, polls are rare."""
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.observers: list[Observer] = []
@@ -87,6 +90,8 @@ class Worker:
         """Attempts of canceled runs in their grace period, with its end (loop time)."""
         self.cancel_grace = cancel_grace
         self.watch_interval = watch_interval
+        self.listen = listen
+        """Listen for NOTIFY (PostgreSQL): for long-lived workers that wait for others' work."""
         self._leases: set[str] = set()
         """Runs this worker holds a lease on (it runs their blocks without a task row each)."""
         self._leases_valid_until = 0.0
@@ -100,12 +105,11 @@ class Worker:
         self._loop_task = asyncio.create_task(self._loop(), name="flowforge-worker")
         self._beat_task = asyncio.create_task(self._heartbeats(), name="flowforge-heartbeat")
         self._watch_task = asyncio.create_task(self._watch_runs(), name="flowforge-watch")
-        if self.store.dialect == "postgresql":
+        if self.listen and self.store.dialect == "postgresql":
             # woken by NOTIFY when another process leaves work: idle, a worker sends nothing
-            loop = asyncio.get_running_loop()
             threading.Thread(
                 target=self.store.listen,
-                args=(lambda: self._stopping, lambda: loop.call_soon_threadsafe(self.wake)),
+                args=(lambda: self._stopping, self._wake_from_thread),
                 name="flowforge-listen",
                 daemon=True,
             ).start()
@@ -420,6 +424,12 @@ class Worker:
             )
             if not current:
                 self._stop_attempt(key, graceful=state is not None and state.status == "canceled")
+
+    def _wake_from_thread(self) -> None:
+        loop = self._event_loop
+        if loop is not None and not self._stopping:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self.wake)
 
     def wake(self, claim: bool = True) -> None:
         """Look for work now (a run was queued or resumed in this process)."""
