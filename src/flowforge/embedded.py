@@ -157,15 +157,26 @@ class Engine:
 
     def start(
         self,
-        workflow: Workflow,
+        workflow: Workflow | str,
         params: Mapping[str, Any] | None = None,
         *,
+        version: int | None = None,
         from_strings: bool = False,
         idempotency_key: str | None = None,
     ) -> RunResult:
         """Queue a run and return at once (status ``queued``): a worker, or ``resume`` in any
-        process, runs it. The same key twice returns the existing run."""
-        compiled, prepared = self._prepare(workflow, params, from_strings, idempotency_key)
+        process, runs it. The same key twice returns the existing run.
+
+        ``workflow`` is a ``Workflow`` (stored first: a changed one becomes a new version) or
+        the id of a stored workflow, run as stored at ``version`` (default: the latest)."""
+        if isinstance(workflow, str):
+            compiled, prepared = self._prepare_stored(
+                workflow, version, params, from_strings, idempotency_key
+            )
+            workflow_id = workflow
+        else:
+            compiled, prepared = self._prepare(workflow, params, from_strings, idempotency_key)
+            workflow_id = workflow.id
         if isinstance(prepared, RunResult):
             return prepared
         run = prepared
@@ -178,7 +189,7 @@ class Engine:
         try:
             self._publish(self.store.transaction(body).events)
         except StoreError as error:
-            return self._existing_after_race(workflow.id, idempotency_key, error)
+            return self._existing_after_race(workflow_id, idempotency_key, error)
         return self.get(run.run_id)
 
     def _prepare(
@@ -201,6 +212,35 @@ class Engine:
                 return compiled, self.get(existing.run_id)
         run = NewRun(
             new_run_id(), workflow.id, version, parameters, idempotency_key, datetime.now(UTC)
+        )
+        return compiled, run
+
+    def _prepare_stored(
+        self,
+        workflow_id: str,
+        version: int | None,
+        params: Mapping[str, Any] | None,
+        from_strings: bool,
+        idempotency_key: str | None,
+    ) -> tuple[CompiledWorkflow, NewRun | RunResult]:
+        """Like ``_prepare`` for a stored definition, pinned to its version: nothing is applied,
+        so no version is created."""
+        found = self.store.get_workflow_version(workflow_id, version)
+        if found is None:
+            if version is not None and self.store.get_workflow_version(workflow_id) is not None:
+                raise NotFoundError(f"workflow {workflow_id} has no version {version}")
+            raise NotFoundError(f"workflow {workflow_id} does not exist")
+        number = found[0]
+        compiled = self.book.workflow(workflow_id, number)
+        parameters = validate_parameters(
+            compiled.spec.parameters, params or {}, from_strings=from_strings
+        )
+        if idempotency_key is not None:
+            existing = self.store.find_run_by_idempotency_key(workflow_id, idempotency_key)
+            if existing is not None:
+                return compiled, self.get(existing.run_id)
+        run = NewRun(
+            new_run_id(), workflow_id, number, parameters, idempotency_key, datetime.now(UTC)
         )
         return compiled, run
 
