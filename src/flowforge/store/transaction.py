@@ -129,7 +129,13 @@ class SqlTransaction:
     def _many(self, name: str, rows: list[dict[str, Any]]) -> None:
         if self._buffer is not None:
             sql = self.dialect.sql[name]
-            self._buffer.extend(self._literals.render(sql, row) for row in rows)
+            head, values, plain = sql.partition(" VALUES ")
+            if len(rows) > 1 and values and "ON CONFLICT" not in plain:
+                # one multi-row INSERT: one statement for the server to parse and plan
+                tuples = ", ".join(self._literals.render(plain, row) for row in rows)
+                self._buffer.append(f"{head} VALUES {tuples}")
+            else:
+                self._buffer.extend(self._literals.render(sql, row) for row in rows)
         elif len(rows) == 1:
             self.cursor.execute(self.dialect.sql[name], rows[0])
         elif rows:
