@@ -164,18 +164,24 @@ class Worker:
 
     async def transact(self, fn: Callable[[advance.Step], Any]) -> advance.Advanced:
         """One engine step in one store transaction; retried after a concurrent writer."""
+        result = await self.db(lambda: self._commit(fn))
+        self._dispatch(result)
+        return result
+
+    def _commit(self, fn: Callable[[advance.Step], Any]) -> advance.Advanced:
+        """Commit the step ``fn``, again after a concurrent writer moved a run on (the next
+        call of the body reloads what the failed one touched). Runs where store calls run."""
         touched: set[str] = set()
         body = self._body(fn, touched)
         while True:
             try:
-                result = await self.db(lambda: self.store.transaction(body, self.worker_id))
+                result = self.store.transaction(body, self.worker_id)
             except StaleWriteError:
-                continue  # the next call of body reloads what the failed one touched
+                continue
             except BaseException:
                 self.book.forget(touched)
                 raise
             self.transactions += 1
-            self._dispatch(result)
             return result
 
     def transact_blocking(self, fn: Callable[[advance.Step], Any]) -> advance.Advanced:
@@ -189,19 +195,9 @@ class Worker:
         assert loop is not None, "the worker is not started"
         if _running_loop() is not loop:
             return asyncio.run_coroutine_threadsafe(self.transact(fn), loop).result()
-        touched: set[str] = set()
-        body = self._body(fn, touched)
-        while True:
-            try:
-                result = self._db_blocking(lambda: self.store.transaction(body, self.worker_id))
-            except StaleWriteError:
-                continue
-            except BaseException:
-                self.book.forget(touched)
-                raise
-            self.transactions += 1
-            self._dispatch(result)
-            return result
+        result = self._db_blocking(lambda: self._commit(fn))
+        self._dispatch(result)
+        return result
 
     def _db_blocking(self, fn: Callable[[], T]) -> T:
         if self._runs_inline():
