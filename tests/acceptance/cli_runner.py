@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,3 +83,14 @@ class Cli:
             timeout=timeout,
         )
         return Result([str(a) for a in args], done.returncode, done.stdout, done.stderr)
+
+
+def wait_for(predicate: Callable[[], Any], seconds: float, what: str) -> Any:
+    """Poll ``predicate`` until it returns something true (returned), with a deadline."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_runner import Cli
+from cli_runner import Cli, wait_for
 
 RUN_ID = re.compile(r"run_[0-9a-f]{32}")
 FINAL = {"run.completed", "run.failed", "run.canceled", "run.terminated", "run.timed_out"}
@@ -50,16 +50,6 @@ SUMS_V1 = """
         args: {a: "{{ params.n }}", b: 1}
 """
 SUMS_V2 = SUMS_V1.replace("b: 1", "b: 100")
-
-
-def _wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -274,7 +264,7 @@ def _running(
     """``flowforge run`` in the background, its first block running: (process, run, release)."""
     path, started, release = _held_workflow(cli, tmp_path)
     process = background("run", path, "--json")
-    _wait_for(lambda: started.exists() or process.poll() is not None, 30, "the block to start")
+    wait_for(lambda: started.exists() or process.poll() is not None, 30, "the block to start")
     assert process.poll() is None, process.communicate()
     [run] = cli("runs", "list", "--json").json()
     return process, run["run_id"], release
@@ -324,7 +314,7 @@ def test_pause_lets_the_running_block_finish_and_resume_goes_on(
     assert paused.returncode == 0, paused
     assert paused.json()["status"] == "paused"
     release.write_text("go")
-    _wait_for(
+    wait_for(
         lambda: _blocks(_record(cli, run_id))["hold"]["status"] == "completed",
         10,
         "the running block to finish while paused",

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_runner import Cli
+from cli_runner import Cli, wait_for
 
 import flowforge
 
@@ -24,13 +24,6 @@ def slow(ctx, marks):
     Path(marks, f"returned-{ctx.attempt}").write_text(str(os.getpid()))
     return os.getpid()
 """
-
-
-def _wait_for(predicate, seconds: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @pytest.mark.slow
@@ -70,12 +63,12 @@ def test_a_worker_stopped_past_its_lease_cannot_commit_its_late_result(
         first = worker()
         second = None
         try:
-            _wait_for(lambda: (marks / "started-1").exists(), 30, "attempt 1 to start")
+            wait_for(lambda: (marks / "started-1").exists(), 30, "attempt 1 to start")
             os.kill(first.pid, signal.SIGSTOP)  # mid-block, and past its lease soon
             second = worker()
-            _wait_for(lambda: engine.get(run_id).status == "completed", 30, "the takeover")
+            wait_for(lambda: engine.get(run_id).status == "completed", 30, "the takeover")
             os.kill(first.pid, signal.SIGCONT)
-            _wait_for(lambda: (marks / "returned-1").exists(), 30, "the stale attempt to end")
+            wait_for(lambda: (marks / "returned-1").exists(), 30, "the stale attempt to end")
             time.sleep(1.5)  # room for the stale worker to try to commit its late result
             record = engine.get(run_id)
             events = engine.events(run_id)

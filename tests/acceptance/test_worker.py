@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_runner import Cli
+from cli_runner import Cli, wait_for
 
 import flowforge
 
@@ -58,13 +58,6 @@ def _workers(cli: Cli, count: int, *extra: str) -> list[subprocess.Popen[str]]:
     ]
 
 
-def _wait_for(predicate, seconds: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 @pytest.mark.slow
 def test_two_workers_run_every_queued_run_and_stop_on_sigterm(
     tmp_path: Path, store_url: str
@@ -76,9 +69,7 @@ def test_two_workers_run_every_queued_run_and_stop_on_sigterm(
         runs = [engine.start(workflow, {"n": n}).run_id for n in range(12)]
         workers = _workers(cli, 2)
         try:
-            _wait_for(
-                lambda: all(engine.get(r).status == "completed" for r in runs), 60, "the runs"
-            )
+            wait_for(lambda: all(engine.get(r).status == "completed" for r in runs), 60, "the runs")
         finally:
             for worker in workers:
                 worker.send_signal(signal.SIGTERM)
@@ -102,7 +93,7 @@ def test_sigterm_lets_a_running_block_finish_before_the_worker_exits(
     with flowforge.Engine(cli.database_url) as engine:
         run_id = engine.start(workflow, {"n": 1}).run_id
         [worker] = _workers(cli, 1)
-        _wait_for(
+        wait_for(
             lambda: any(e.type == "block.started" for e in engine.events(run_id)),
             30,
             "a block to start",
@@ -116,7 +107,7 @@ def test_sigterm_lets_a_running_block_finish_before_the_worker_exits(
         assert record.block("sum").status == "pending"
         [successor] = _workers(cli, 1)
         try:
-            _wait_for(lambda: engine.get(run_id).status == "completed", 30, "the successor")
+            wait_for(lambda: engine.get(run_id).status == "completed", 30, "the successor")
         finally:
             successor.send_signal(signal.SIGTERM)
             successor.wait(30)
@@ -136,7 +127,7 @@ def test_an_idle_worker_starts_new_work_at_once(tmp_path: Path, store_url: str) 
             time.sleep(2.5)  # the worker is idle: past its first poll
             queued = time.monotonic()
             run_id = engine.start(workflow, {"n": 1}).run_id
-            _wait_for(
+            wait_for(
                 lambda: any(e.type == "block.started" for e in engine.events(run_id)),
                 15,
                 "the first block to start",

@@ -70,15 +70,15 @@ RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
 
 BLOCK_TRANSITIONS: dict[BlockStatus, frozenset[BlockStatus]] = {
     BlockStatus.PENDING: frozenset(
-        {BlockStatus.RUNNING, BlockStatus.WAITING, BlockStatus.SKIPPED, BlockStatus.CANCELED}
+        {BlockStatus.RUNNING, BlockStatus.SKIPPED, BlockStatus.FAILED, BlockStatus.CANCELED}
     ),
     BlockStatus.RUNNING: frozenset(
         {
             BlockStatus.COMPLETED,
             BlockStatus.FAILED,
             BlockStatus.RETRYING,
+            BlockStatus.WAITING,  # a durable timer: the attempt suspends
             BlockStatus.CANCELED,
-            BlockStatus.RUNNING,  # the worker died: a new attempt
         }
     ),
     BlockStatus.RETRYING: frozenset({BlockStatus.RUNNING, BlockStatus.CANCELED}),

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 
 SQL: dict[str, str] = {
-    "last_seq": "SELECT max(seq) FROM events WHERE run_id = :run_id",
     "get_run": (
         "SELECT id, workflow_id, workflow_version, status, parameters, outputs, failure_reason,"
         " idempotency_key, created_at, started_at, finished_at FROM runs WHERE id = :run_id"
@@ -81,7 +80,6 @@ SQL: dict[str, str] = {
     "expire_worker_leases": (
         "UPDATE tasks SET lease_expires_at = 0 WHERE run_id = :run_id AND worker_id = :worker_id"
     ),
-    "next_due": "SELECT min(due_at) FROM tasks WHERE worker_id IS NULL",
     # when the next task becomes claimable by this worker: due, or its holder's lease expired
     "next_claimable": (
         "SELECT min(CASE WHEN worker_id IS NULL THEN due_at"

@@ -165,10 +165,6 @@ class SqlStore:
     def _rows(self, name: str, **params: Any) -> list[Any]:
         return self.transaction(lambda txn: txn.rows(name, params), readonly=True)
 
-    def _now(self) -> float:
-        return time.time()
-
-    # -- schema ---------------------------------------------------------------------------
     def schema_revision(self) -> str | None:
         """The Alembic revision the database is at; None when it has no schema yet."""
         try:
@@ -253,11 +249,6 @@ class SqlStore:
             finally:
                 with contextlib.suppress(Exception):
                     connection.close()
-
-    def next_due(self) -> float | None:
-        """The earliest due time of any unclaimed task, as database epoch seconds."""
-        rows = self._rows("next_due")
-        return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def release_dead_workers_tasks(
         self, run_id: str, hostname: str, alive: Callable[[int], bool]

@@ -171,9 +171,6 @@ class SqlTransaction:
         """Run a named statement whose result nobody reads (buffered on PostgreSQL)."""
         self._write(name, params)
 
-    def last_seq(self, run_id: str) -> int:
-        return int(self._run("last_seq", {"run_id": run_id}).fetchone()[0] or 0)
-
     def last_seqs(self, run_ids: Sequence[str]) -> dict[str, int]:
         """The last event sequence number of each run (runs without events are left out)."""
         if not run_ids:
