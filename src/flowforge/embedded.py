@@ -326,19 +326,26 @@ class Engine:
         """Continue a failed, canceled or timed-out run; completed blocks keep their outputs."""
         return self._control(run_id, "retry")
 
+    def signal(self, run_id: str, name: str, payload: Any = None) -> RunResult:
+        """Send signal ``name`` with ``payload`` to a run: the ``wait_for_signal`` block waiting
+        for it takes it; one that waits later finds it kept. ``InvalidInputError`` when no
+        block waits for ``name`` or the payload fits no block's ``schema``."""
+        return self._change(run_id, lambda step: advance.signal(step, run_id, name, payload))
+
     def _control(self, run_id: str, action: str, reason: str | None = None) -> RunResult:
+        return self._change(run_id, lambda step: advance.control(step, run_id, action, reason))
+
+    def _change(self, run_id: str, change: Callable[[advance.Step], Any]) -> RunResult:
         self._known_run(run_id)
         if self._workers:
             # a worker of this engine may be running the run: it must act on the change at
             # once (stop canceled blocks, start resumed ones, end the caller's wait)
-            self._workers[-1].transact_blocking(
-                lambda step: advance.control(step, run_id, action, reason)
-            )
+            self._workers[-1].transact_blocking(change)
             return self.get(run_id)
 
         def body(txn: Any) -> advance.Advanced:
             step = advance.Step(txn, advance.RunBook(self._load_workflow), Slots(0), 30.0)
-            advance.control(step, run_id, action, reason)
+            change(step)
             return step.finish()
 
         result = self.store.transaction(body)

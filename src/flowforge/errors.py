@@ -84,6 +84,10 @@ class InvalidStateError(FlowforgeError):
     """The operation does not fit the current status of the run."""
 
 
+class InvalidInputError(FlowforgeError):
+    """A value given to an operation is invalid (a signal's payload, say); nothing changed."""
+
+
 class ConfigurationError(FlowforgeError):
     """A setting, an environment variable or a secret source cannot be used."""
 

@@ -57,6 +57,7 @@ def run_cli(argv: list[str] | None = None) -> int:
         ConfigurationError,
         DefinitionError,
         FlowforgeError,
+        InvalidInputError,
         ParameterError,
     )
 
@@ -69,7 +70,7 @@ def run_cli(argv: list[str] | None = None) -> int:
             execution.problems_exit(error)
         except typer.Exit as done:
             return done.exit_code
-    except ConfigurationError as error:
+    except (ConfigurationError, InvalidInputError) as error:
         # a bad --database-url, an unreachable database, a bad setting: fix the invocation
         err(f"error: {error}")
         return EXIT_INVALID

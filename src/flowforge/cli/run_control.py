@@ -107,6 +107,36 @@ def retry(run_id: RunId, json_output: Json = False, database_url: DatabaseUrl = 
     _control(database_url, json_output, lambda engine: engine.retry(run_id))
 
 
+def signal(
+    run_id: RunId,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The signal's name.")],
+    payload: Annotated[
+        str | None,
+        typer.Option(
+            "--payload", metavar="JSON", help="The signal's payload (JSON; default null)."
+        ),
+    ] = None,
+    json_output: Json = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Send a signal to a run: the wait_for_signal block waiting for NAME takes the payload.
+
+    A signal sent before the block waits is kept for it. Exit 2 when no block of the run's
+    workflow waits for NAME or the payload does not fit its schema; 1 when the run has ended.
+    """
+    import json
+
+    from flowforge.errors import InvalidInputError
+
+    value = None
+    if payload is not None:
+        try:
+            value = json.loads(payload)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(f"--payload is not valid JSON: {exc}") from None
+    _control(database_url, json_output, lambda engine: engine.signal(run_id, name, value))
+
+
 def _control(
     database_url: str | None, json_output: bool, action: Callable[[Engine], RunResult]
 ) -> None:

@@ -22,6 +22,7 @@ app.command("terminate")(run_control.terminate)
 app.command("pause")(run_control.pause)
 app.command("resume")(run_control.resume)
 app.command("retry")(run_control.retry)
+app.command("signal")(run_control.signal)
 
 
 @app.command("list")

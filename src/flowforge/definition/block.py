@@ -40,6 +40,9 @@ class BlockSpec(BaseModel):
 
     type_name: ClassVar[str] = ""
     raw_fields: ClassVar[frozenset[str]] = frozenset()
+    """Type-specific fields that are not templates (kept as declared)."""
+    expression_fields: ClassVar[frozenset[str]] = frozenset()
+    """Raw fields holding a bare expression (``switch.value``, ``loop.until``)."""
 
     id: str = Field(pattern=BLOCK_ID_PATTERN)
     type: str

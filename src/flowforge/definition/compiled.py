@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from flowforge.definition.block import BlockSpec
+from flowforge.definition.control_specs import ContainerBlock, ControlBlock, SwitchSpec
 from flowforge.definition.graph import dependencies_of, dependents, leaves, roots
 from flowforge.definition.models import RetryPolicy, WorkflowSpec
 from flowforge.definition.templates import Template, compile_expression, compile_value
 
-__all__ = ["CompiledBlock", "CompiledWorkflow", "compile_workflow"]
+__all__ = ["CompiledBlock", "CompiledBody", "CompiledWorkflow", "compile_workflow"]
 
 _NO_CALLABLES: Mapping[str, Callable[..., Any]] = MappingProxyType({})
+_NO_TEMPLATES: Mapping[str, Template] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,28 @@ class CompiledBlock:
     retry: RetryPolicy
     timeout: float | None
     fields: Template
+    expressions: Mapping[str, Template] = field(default_factory=lambda: _NO_TEMPLATES)
+    """Bare-expression fields (``switch.value``, ``loop.until``), compiled."""
+    body: CompiledBody | None = None
+    """The ``do`` of a ``for_each`` or ``loop``."""
+    control: bool = False
+    """Run by the engine itself (control flow), never by a worker."""
+    guards: tuple[tuple[str, frozenset[str]], ...] = ()
+    """(switch id, the case keys that choose this block) for each switch listing it."""
+
+    @property
+    def kind(self) -> str:
+        return self.spec.type
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledBody:
+    """A container's ``do``: its blocks (a graph of their own) and how iterations look."""
+
+    blocks: dict[str, CompiledBlock]
+    roots: tuple[str, ...]
+    single: bool
+    """One block: an iteration's output is its output (else a mapping by block id)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,28 +89,7 @@ def compile_workflow(
 ) -> CompiledWorkflow:
     """Compile a validated ``spec`` (templates, conditions, dependencies, default retry)."""
     default_retry = spec.settings.retry or RetryPolicy()
-    parts: dict[str, tuple[Template | None, Template, tuple[str, ...]]] = {}
-    for block in spec.blocks:
-        condition = None if block.if_ is None else compile_expression(block.if_)
-        fields = compile_value(block.template_fields(), raw_keys=type(block).raw_fields)
-        implicit = (*(condition.block_ids if condition else ()), *fields.block_ids)
-        parts[block.id] = (condition, fields, dependencies_of(block, implicit))
-    graph = {block_id: deps for block_id, (_, _, deps) in parts.items()}
-    users = dependents(graph)
-    blocks = {
-        block.id: CompiledBlock(
-            spec=block,
-            id=block.id,
-            index=index,
-            dependencies=graph[block.id],
-            dependents=users[block.id],
-            condition=parts[block.id][0],
-            retry=block.retry or default_retry,
-            timeout=block.timeout,
-            fields=parts[block.id][1],
-        )
-        for index, block in enumerate(spec.blocks)
-    }
+    blocks, graph, _ = _compile_graph(spec.blocks, default_retry, None)
     outputs = None
     if spec.outputs is not None:
         outputs = {name: compile_value(value) for name, value in spec.outputs.items()}
@@ -100,3 +103,69 @@ def compile_workflow(
         context_blocks=context_blocks,
         source_dir=source_dir,
     )
+
+
+def _compile_graph(
+    specs: Sequence[BlockSpec], default_retry: RetryPolicy, default_timeout: float | None
+) -> tuple[dict[str, CompiledBlock], dict[str, tuple[str, ...]], tuple[str, ...]]:
+    """The blocks of one graph (a workflow's or a body's), its edges, and the blocks of
+    enclosing graphs its templates read (they become dependencies of the container)."""
+    ids = {block.id for block in specs}
+    parts: dict[str, tuple[Any, ...]] = {}
+    outside: list[str] = []
+    for block in specs:
+        kind = type(block)
+        condition = None if block.if_ is None else compile_expression(block.if_)
+        expressions = {
+            name: compile_expression(getattr(block, name)) for name in kind.expression_fields
+        }
+        fields = compile_value(block.template_fields(), raw_keys=kind.raw_fields)
+        body = None
+        refs = [*(condition.block_ids if condition else ()), *fields.block_ids]
+        if isinstance(block, ContainerBlock):
+            body, body_outside = _compile_body(
+                block, block.retry or default_retry, block.timeout or default_timeout
+            )
+            refs.extend(body_outside)
+            inner = {b.id for b in block.body}
+            for template in expressions.values():
+                refs.extend(ref for ref in template.block_ids if ref not in inner)
+        else:
+            for template in expressions.values():
+                refs.extend(template.block_ids)
+        outside.extend(ref for ref in refs if ref not in ids)
+        parts[block.id] = (condition, fields, expressions, body, tuple(r for r in refs if r in ids))
+    graph = {block.id: dependencies_of(block, parts[block.id][4]) for block in specs}
+    guards: dict[str, list[tuple[str, frozenset[str]]]] = {}
+    for block in specs:
+        if isinstance(block, SwitchSpec):
+            for listed, keys in block.listed().items():
+                guards.setdefault(listed, []).append((block.id, frozenset(keys)))
+                graph[listed] = tuple(dict.fromkeys((*graph[listed], block.id)))
+    users = dependents(graph)
+    blocks = {
+        block.id: CompiledBlock(
+            spec=block,
+            id=block.id,
+            index=index,
+            dependencies=graph[block.id],
+            dependents=users[block.id],
+            condition=parts[block.id][0],
+            retry=block.retry or default_retry,
+            timeout=block.timeout or default_timeout,
+            fields=parts[block.id][1],
+            expressions=MappingProxyType(parts[block.id][2]),
+            body=parts[block.id][3],
+            control=isinstance(block, ControlBlock),
+            guards=tuple(guards.get(block.id, ())),
+        )
+        for index, block in enumerate(specs)
+    }
+    return blocks, graph, tuple(dict.fromkeys(outside))
+
+
+def _compile_body(
+    container: ContainerBlock, retry: RetryPolicy, timeout: float | None
+) -> tuple[CompiledBody, tuple[str, ...]]:
+    blocks, graph, outside = _compile_graph(container.body, retry, timeout)
+    return CompiledBody(blocks=blocks, roots=roots(graph), single=container.single), outside

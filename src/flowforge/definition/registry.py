@@ -33,11 +33,15 @@ BUILTIN_IMPLEMENTATIONS: dict[str, str] = {
     "python": "flowforge.blocks.python:PythonBlock",
     "fail": "flowforge.blocks.fail:FailBlock",
     "wait": "flowforge.blocks.wait:WaitBlock",
+    # control flow: run by the engine itself, so the field models are the implementations
+    "for_each": "flowforge.definition.control_specs:ForEachSpec",
+    "loop": "flowforge.definition.control_specs:LoopSpec",
+    "switch": "flowforge.definition.control_specs:SwitchSpec",
+    "wait_for_signal": "flowforge.definition.control_specs:WaitForSignalSpec",
+    "workflow": "flowforge.definition.control_specs:WorkflowCallSpec",
 }
 # Types of the product contract (SPEC 2.3) that this version does not implement yet.
-PLANNED_TYPES = frozenset(
-    {"code", "command", "http", "llm", "for_each", "loop", "switch", "workflow", "wait_for_signal"}
-)
+PLANNED_TYPES = frozenset({"code", "command", "http", "llm"})
 _TYPE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 

@@ -10,6 +10,12 @@ from jinja2 import TemplateSyntaxError
 from pydantic import ValidationError
 
 from flowforge.definition.block import COMMON_ALIASES, COMMON_FIELDS, BlockSpec
+from flowforge.definition.control_specs import (
+    SINGLE_BODY_ID,
+    ContainerBlock,
+    ForEachSpec,
+    SwitchSpec,
+)
 from flowforge.definition.graph import cycle_message, find_cycles
 from flowforge.definition.messages import closest, pydantic_problems
 from flowforge.definition.models import (
@@ -38,6 +44,8 @@ __all__ = ["DEFAULT_MAX_BLOCKS", "validate"]
 DEFAULT_MAX_BLOCKS = 1000
 _ALLOWED_NAMES = SCOPE_NAMES | frozenset(ENVIRONMENT.globals)
 _SCOPE_HINT = "use params., secrets., blocks., run., item, index or iteration"
+_EXPRESSION_NAMES = frozenset({"output", "iteration", "index"})
+"""Also in scope of a loop's ``until``: the iteration's ``output`` and number."""
 _HEADER_FIELDS = frozenset(
     {
         *WorkflowSpec.model_fields,
@@ -140,7 +148,12 @@ class _Checker:
         self.block_ids = set(first)
 
     def _block(self, index: int, item: Any) -> BlockSpec | None:
-        path = ("blocks", index)
+        block = self._block_at(("blocks", index), item)
+        if block is None and isinstance(item, Mapping):
+            self._keep_raw_edges(index, item)
+        return block
+
+    def _block_at(self, path: tuple[Any, ...], item: Any) -> BlockSpec | None:
         if not isinstance(item, Mapping):
             self.add(path, f"a block must be a mapping with 'id' and 'type', got {describe(item)}")
             return None
@@ -149,15 +162,41 @@ class _Checker:
         if cls is None:
             common = {k: v for k, v in item.items() if k in COMMON_ALIASES or k in COMMON_FIELDS}
             self._model(BlockSpec, {**common, "type": "?"}, path)
-            self._keep_raw_edges(index, item)
             return None
-        block = self._model(cls, item, path)
-        if not isinstance(block, BlockSpec):
-            self._keep_raw_edges(index, item)
-            return None
-        return block
+        if issubclass(cls, ContainerBlock) and "do" in item:
+            body = self._body((*path, "do"), item["do"])
+            if body is None:
+                # report the container's other problems too, with a stand-in body
+                self._model(cls, {**item, "do": {"type": "noop"}}, path)
+                return None
+            item = {**item, "do": body}
+        block = self._model(cls, item, path, context={"registry": self.registry})
+        return block if isinstance(block, BlockSpec) else None
 
-    def _keep_raw_edges(self, index: int, item: Mapping[str, Any]) -> None:
+    def _body(self, path: tuple[Any, ...], raw: Any) -> Any:
+        """The blocks of a ``do`` (one block, or a list forming a sub-graph), or None."""
+        if isinstance(raw, Mapping):
+            return self._block_at(path, {"id": SINGLE_BODY_ID, **raw})
+        if not isinstance(raw, list) or not raw:
+            self.add(path, f"must be a block or a non-empty list of blocks, got {describe(raw)}")
+            return None
+        first: dict[str, int] = {}
+        for index, item in enumerate(raw):
+            block_id = item.get("id") if isinstance(item, Mapping) else None
+            if isinstance(block_id, str) and block_id in first:
+                where = (*path, index, "id")
+                self.add(
+                    where,
+                    f"duplicate block id '{block_id}' (already used by do[{first[block_id]}])",
+                )
+            elif isinstance(block_id, str):
+                first[block_id] = index
+        blocks = [self._block_at((*path, index), item) for index, item in enumerate(raw)]
+        if any(block is None for block in blocks):
+            return None
+        return tuple(blocks)
+
+    def _keep_raw_edges(self, index: int, item: Mapping[Any, Any]) -> None:
         """An invalid block still takes part in the graph checks (unknown dependencies,
         cycles), so that every problem is reported at once."""
         block_id, depends_on = item.get("id"), item.get("depends_on", ())
@@ -229,33 +268,133 @@ class _Checker:
     # templates and references ----------------------------------------------------------------
 
     def _references(self, blocks: list[tuple[int, BlockSpec]], outputs: Any) -> None:
-        for index, block in blocks:
-            found: list[str] = []
-            for path, template in self._block_templates(index, block):
-                self._check_template(path, template, found)
-            self.implicit[block.id] = tuple(dict.fromkeys(found))
+        entries = [(("blocks", index), block) for index, block in blocks]
+        self.implicit.update(self._level(entries, frozenset(), frozenset()))
         if isinstance(outputs, Mapping):
             for path, text in iter_template_strings(outputs, ("outputs",)):
                 compiled = self._compile(path, text, compile_value)
                 if compiled is not None:
                     self._check_template(path, compiled, [])
 
+    def _level(
+        self,
+        entries: list[tuple[tuple[Any, ...], BlockSpec]],
+        outer: frozenset[str],
+        names: frozenset[str],
+        outer_found: list[str] | None = None,
+    ) -> dict[str, tuple[str, ...]]:
+        """Check the templates of one graph (the workflow's, or a body's); return each block's
+        implicit dependencies in it. References to enclosing graphs go to ``outer_found``."""
+        ids = frozenset(block.id for _, block in entries)
+        visible = ids | outer
+        implicit: dict[str, tuple[str, ...]] = {}
+        for path, block in entries:
+            found: list[str] = []
+            body_ids: frozenset[str] = (
+                frozenset(b.id for b in block.body)
+                if isinstance(block, ContainerBlock)
+                else frozenset()
+            )
+            for where, template in self._block_templates(path, block):
+                allowed = (
+                    visible | body_ids if where[len(path)] in block.expression_fields else visible
+                )
+                extra = _EXPRESSION_NAMES if where[len(path)] in block.expression_fields else names
+                self._check_template(where, template, found, allowed, names | extra)
+            if isinstance(block, ContainerBlock):
+                self._body_level(path, block, visible, names, found)
+            found = [d for d in found if d not in body_ids]
+            implicit[block.id] = tuple(d for d in dict.fromkeys(found) if d in ids)
+            if outer_found is not None:
+                outer_found.extend(d for d in found if d not in ids)
+        for path, block in entries:
+            if isinstance(block, SwitchSpec):
+                self._switch_edges(path, block, ids, implicit)
+        return implicit
+
+    def _body_level(
+        self,
+        path: tuple[Any, ...],
+        block: ContainerBlock,
+        visible: frozenset[str],
+        names: frozenset[str],
+        found: list[str],
+    ) -> None:
+        body_path = (*path, "do")
+        entries = (
+            [(body_path, block.body[0])]
+            if block.single
+            else [((*body_path, i), b) for i, b in enumerate(block.body)]
+        )
+        for where, inner in entries:
+            if inner.id in visible:
+                self.add(
+                    (*where, "id"),
+                    f"block id '{inner.id}' is already used outside this 'do': choose another",
+                )
+        variables = (
+            {"index", block.loop_variable} if isinstance(block, ForEachSpec) else {"iteration"}
+        )
+        implicit = self._level(entries, visible, names | variables, found)
+        graph: dict[str, tuple[str, ...]] = {}
+        ids = {inner.id for _, inner in entries}
+        for where, inner in entries:
+            for position, dependency in enumerate(inner.depends_on):
+                if dependency not in ids:
+                    self.add(
+                        (*where, "depends_on", position),
+                        f"'{dependency}' is not a block of this 'do': a body's depends_on names "
+                        f"blocks of the same body (put outside dependencies on '{block.id}')",
+                    )
+            deps = (*inner.depends_on, *implicit.get(inner.id, ()))
+            graph[inner.id] = tuple(d for d in dict.fromkeys(deps) if d in ids)
+        for cycle in find_cycles(graph):
+            where = next(w for w, inner in entries if inner.id == cycle[0])
+            self.add(where, cycle_message(cycle))
+
+    def _switch_edges(
+        self,
+        path: tuple[Any, ...],
+        switch: SwitchSpec,
+        ids: frozenset[str],
+        implicit: dict[str, tuple[str, ...]],
+    ) -> None:
+        """A block a switch lists depends on the switch, without saying so."""
+        places: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
+            (("cases", key), ids_) for key, ids_ in switch.cases.items()
+        ]
+        places.append((("default",), switch.default))
+        for where, block_ids in places:
+            for position, block_id in enumerate(block_ids):
+                location = (*path, *where, position)
+                if block_id == switch.id:
+                    self.add(location, "a switch cannot choose itself")
+                elif block_id not in ids:
+                    self.add(location, f"unknown block '{block_id}'{closest(block_id, ids)}")
+                else:
+                    implicit[block_id] = (*implicit.get(block_id, ()), switch.id)
+
     def _block_templates(
-        self, index: int, block: BlockSpec
+        self, path: tuple[Any, ...], block: BlockSpec
     ) -> Iterable[tuple[tuple[Any, ...], Template]]:
         fields = type(block).model_fields
         if block.if_ is not None:
-            template = self._compile(("blocks", index, "if"), block.if_, compile_expression)
+            template = self._compile((*path, "if"), block.if_, compile_expression)
             if template is not None:
-                yield ("blocks", index, "if"), template
+                yield (*path, "if"), template
         for name, value in block.template_fields().items():
+            start = (*path, fields[name].alias or name)
+            if name in type(block).expression_fields:
+                template = self._compile(start, value, compile_expression)
+                if template is not None:
+                    yield start, template
+                continue
             if name in type(block).raw_fields:
                 continue
-            start = ("blocks", index, fields[name].alias or name)
-            for path, text in iter_template_strings(value, start):
-                template = self._compile(path, text, compile_value)
+            for where, text in iter_template_strings(value, start):
+                template = self._compile(where, text, compile_value)
                 if template is not None:
-                    yield path, template
+                    yield where, template
 
     def _compile(self, path: tuple[Any, ...], text: str, compiler: Any) -> Template | None:
         try:
@@ -265,14 +404,22 @@ class _Checker:
             return None
         return template
 
-    def _check_template(self, path: tuple[Any, ...], template: Template, found: list[str]) -> None:
-        for name in sorted(template.names - _ALLOWED_NAMES):
+    def _check_template(
+        self,
+        path: tuple[Any, ...],
+        template: Template,
+        found: list[str],
+        block_ids: frozenset[str] | set[str] | None = None,
+        names: frozenset[str] = frozenset(),
+    ) -> None:
+        known = self.block_ids if block_ids is None else block_ids
+        for name in sorted(template.names - _ALLOWED_NAMES - names):
             self.add(path, f"unknown name '{name}' in template: {_SCOPE_HINT}")
         for block_id in template.block_ids:
-            if block_id in self.block_ids:
+            if block_id in known:
                 found.append(block_id)
             else:
-                self.add(path, f"unknown block '{block_id}'{closest(block_id, self.block_ids)}")
+                self.add(path, f"unknown block '{block_id}'{closest(block_id, known)}")
         for name in template.referenced("params"):
             if name not in self.parameters:
                 self.add(path, f"unknown parameter '{name}'{closest(name, self.parameters)}")

@@ -8,6 +8,7 @@ events' (run_id, seq) key; the caller forgets the cached state and tries again.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,8 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flowforge.definition.compiled import CompiledWorkflow
+from flowforge.definition.parameters import validate_parameters
 from flowforge.engine import commands as cmd
 from flowforge.engine import outcomes as out
+from flowforge.engine.frames import Frame
 from flowforge.engine.journal import Journal, Slots
 from flowforge.engine.planner import Planner
 from flowforge.engine.ports import Transaction
@@ -24,8 +27,9 @@ from flowforge.engine.records import ClaimedTask, Event, NewRun, RunUpdate, Task
 from flowforge.engine.replay import new_state, replay
 from flowforge.engine.run_state import RunState
 from flowforge.engine.scope import MaskedSecrets, build_scope
+from flowforge.engine.signals import check_signal
 from flowforge.engine.states import BlockStatus, RunStatus, can_move_run
-from flowforge.errors import InvalidStateError, NotFoundError
+from flowforge.errors import InvalidStateError, NotFoundError, ParameterError
 
 WorkflowLoader = Callable[[str, int], CompiledWorkflow]
 
@@ -119,9 +123,19 @@ class Step:
         return workflow, state, planner
 
     def commit(self, workflow: CompiledWorkflow, state: RunState, planner: Planner) -> None:
-        self.journal.write(workflow, state, planner.commands)
+        commands = list(planner.commands)
         planner.commands.clear()
+        self.journal.write(workflow, state, commands)
         self.result.run_ids.add(state.run_id)
+        # what reaches other runs, in this same transaction: child runs start or stop, and a
+        # finished child tells its parent
+        for command in commands:
+            if isinstance(command, cmd.StartChild):
+                start_child(self, workflow, state, planner, command)
+            elif isinstance(command, cmd.CancelChild):
+                stop_child(self, command)
+            elif isinstance(command, cmd.FinishRun) and state.parent_run_id is not None:
+                notify_parent(self, state, command)
 
     def finish(self) -> Advanced:
         self.journal.flush()
@@ -132,8 +146,16 @@ class Step:
         return self.result
 
 
-def create_run(step: Step, run: NewRun, workflow: CompiledWorkflow, start_now: bool) -> RunState:
-    """Insert a queued run; start it at once when this worker runs it (``flowforge run``)."""
+def create_run(
+    step: Step,
+    run: NewRun,
+    workflow: CompiledWorkflow,
+    start_now: bool,
+    parent: tuple[str, str] | None = None,
+) -> RunState:
+    """Insert a queued run; start it at once when this worker runs it (``flowforge run``).
+
+    ``parent``: (run id, block id) of the ``workflow`` block whose child this run is."""
     step.txn.insert_run(run)
     step.book.add_workflow(run.workflow_id, run.workflow_version, workflow)
     record = step.txn.get_run(run.run_id)
@@ -142,6 +164,9 @@ def create_run(step: Step, run: NewRun, workflow: CompiledWorkflow, start_now: b
     step.book.remember(state)
     step.touched.add(run.run_id)
     queued: dict[str, Any] = {"workflow_version": run.workflow_version}
+    if parent is not None:
+        state.parent_run_id, state.parent_block_id = parent
+        queued["parent_run_id"], queued["parent_block_id"] = parent
     if workflow.source_dir is not None:
         state.source_dir = queued["source_dir"] = str(workflow.source_dir)
     step.journal.event(state, "run.queued", None, queued)
@@ -302,6 +327,77 @@ def control(step: Step, run_id: str, action: str, reason: str | None = None) -> 
     return state
 
 
+def start_child(
+    step: Step,
+    workflow: CompiledWorkflow,
+    state: RunState,
+    planner: Planner,
+    command: cmd.StartChild,
+) -> None:
+    """Create and start the child run of a ``workflow`` block; a child that cannot be created
+    (unknown workflow or version, invalid parameters) fails the block."""
+    bs = state.blocks[command.block_id]
+    child_id = bs.child_run_id
+    assert child_id is not None
+    try:
+        version = command.version or step.txn.latest_version(command.workflow_id)
+        if version is None:
+            raise NotFoundError(f"workflow {command.workflow_id} does not exist")
+        child = step.book.workflow(command.workflow_id, version)
+        parameters = validate_parameters(child.spec.parameters, command.parameters)
+    except (NotFoundError, ParameterError) as exc:
+        planner.apply(
+            [
+                out.Errored(
+                    command.block_id, command.attempt, "ChildRunError", str(exc), retryable=False
+                )
+            ]
+        )
+        step.commit(workflow, state, planner)
+        return
+    run = NewRun(child_id, command.workflow_id, version, parameters, None, step.now)
+    create_run(step, run, child, True, parent=(state.run_id, command.block_id))
+
+
+def stop_child(step: Step, command: cmd.CancelChild) -> None:
+    """Cancel (or terminate) a child run whose parent block was stopped."""
+    # it may have ended already, or never been created
+    with contextlib.suppress(NotFoundError, InvalidStateError):
+        control(step, command.child_run_id, command.status, "its parent run was stopped")
+
+
+def notify_parent(step: Step, child: RunState, finished: cmd.FinishRun) -> None:
+    """A child run ended: its parent's ``workflow`` block completes or fails with it."""
+    assert child.parent_run_id is not None and child.parent_block_id is not None
+    workflow, parent, planner = step.fresh(child.parent_run_id)
+    bs = parent.blocks.get(child.parent_block_id)
+    if bs is None or bs.child_run_id != child.run_id or bs.is_final:
+        return
+    planner.apply(
+        [
+            out.ChildFinished(
+                child.parent_block_id,
+                bs.attempt,
+                finished.status,
+                finished.outputs,
+                finished.failure_reason,
+            )
+        ]
+    )
+    step.commit(workflow, parent, planner)
+
+
+def signal(step: Step, run_id: str, name: str, payload: Any) -> RunState:
+    """Send signal ``name`` to a run: the block waiting for it takes it, or it is kept."""
+    workflow, state, planner = step.fresh(run_id)
+    if state.is_terminal:
+        raise InvalidStateError(f"cannot signal run {run_id}: it is {state.status.value}")
+    check_signal(workflow, name, payload)
+    planner.signal(name, payload)
+    step.commit(workflow, state, planner)
+    return state
+
+
 def _retry(step: Step, workflow: CompiledWorkflow, state: RunState, planner: Planner) -> None:
     from flowforge.engine.replay import _reset_unfinished
 
@@ -344,8 +440,10 @@ _ACTION_TARGET = {
 }
 
 
-def _masked_scope(state: RunState) -> Callable[[], dict[str, Any]]:
-    return lambda: build_scope(state, state.params_view, MaskedSecrets(state.secret_names))
+def _masked_scope(state: RunState) -> Callable[[Frame | None], dict[str, Any]]:
+    return lambda frame: build_scope(
+        state, state.params_view, MaskedSecrets(state.secret_names), frame
+    )
 
 
 def _now() -> datetime:

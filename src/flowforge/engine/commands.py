@@ -21,6 +21,54 @@ class ReadyBlock:
 
 
 @dataclass(frozen=True, slots=True)
+class StartControl:
+    """The engine starts a control-flow block itself (no worker): ``block.started``."""
+
+    block_id: str
+    attempt: int
+    data: dict[str, Any]
+    event = "block.started"
+
+
+@dataclass(frozen=True, slots=True)
+class StartIteration:
+    """Iteration ``index`` of container ``block_id`` begins: its instances exist from now."""
+
+    block_id: str
+    index: int
+    event = "iteration.started"
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveSignal:
+    """A signal reached the run; ``delivered_to`` the waiting block that takes it, if any."""
+
+    name: str
+    payload: Any
+    delivered_to: str | None
+    event = "signal.received"
+
+
+@dataclass(frozen=True, slots=True)
+class StartChild:
+    """A ``workflow`` block starts its child run (created by the caller in this transaction)."""
+
+    block_id: str
+    attempt: int
+    workflow_id: str
+    version: int | None
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CancelChild:
+    """The parent's ``workflow`` block ended early: its child run is canceled too."""
+
+    child_run_id: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
 class SkipBlock:
     block_id: str
     reason: str
@@ -32,6 +80,8 @@ class CompleteBlock:
     block_id: str
     attempt: int
     output: Any
+    signal: str | None = None
+    """The buffered signal the block took (a ``wait_for_signal``)."""
     event = "block.completed"
 
 
@@ -62,6 +112,8 @@ class SuspendBlock:
     attempt: int
     delay: float | None
     due_at: float | None
+    signal: str | None = None
+    """Waits for this signal (and its timer, if any, is the time limit)."""
     event = "block.waiting"
 
 
@@ -81,6 +133,11 @@ class FinishRun:
 
 Command = (
     StartRun
+    | StartControl
+    | StartIteration
+    | ReceiveSignal
+    | StartChild
+    | CancelChild
     | ReadyBlock
     | SkipBlock
     | CompleteBlock

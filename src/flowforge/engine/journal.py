@@ -35,6 +35,15 @@ def lease_task_id(run_id: str, worker_id: str) -> str:
     return f"{run_id}:lease:{worker_id}"
 
 
+_CONTROL_COMMANDS = (
+    cmd.StartControl,
+    cmd.StartIteration,
+    cmd.ReceiveSignal,
+    cmd.StartChild,
+    cmd.CancelChild,
+)
+
+
 @dataclass
 class Slots:
     """What this worker can take on in this transaction: ``free`` more block attempts, and
@@ -98,11 +107,16 @@ class Journal:
 
     def _write_one(self, workflow: CompiledWorkflow, state: RunState, c: cmd.Command) -> None:
         run_id = state.run_id
-        if isinstance(c, cmd.ReadyBlock):
+        if isinstance(c, _CONTROL_COMMANDS):
+            self._write_control(state, c)
+        elif isinstance(c, cmd.ReadyBlock):
             self._ready(state, c)
         elif isinstance(c, cmd.CompleteBlock):
             self._finish_attempt(state, c.block_id, c.attempt, "completed", output=c.output)
-            self.event(state, c.event, c.block_id, {"attempt": c.attempt, "output": c.output})
+            completed: dict[str, Any] = {"attempt": c.attempt, "output": c.output}
+            if c.signal is not None:
+                completed["signal"] = c.signal  # it took a signal kept for it
+            self.event(state, c.event, c.block_id, completed)
         elif isinstance(c, cmd.FailBlock):
             self._finish_attempt(state, c.block_id, c.attempt, "failed", error=c.error)
             data = {"attempt": c.attempt, "error": c.error, "tolerated": c.tolerated}
@@ -129,23 +143,7 @@ class Journal:
             }
             self.event(state, c.event, c.block_id, data)
         elif isinstance(c, cmd.SuspendBlock):
-            self.tasks.append(
-                NewTask(
-                    timer_task_id(run_id, c.block_id),
-                    run_id,
-                    TaskKind.TIMER,
-                    c.block_id,
-                    c.attempt,
-                    delay=c.delay or 0.0,
-                    due_at=c.due_at,
-                )
-            )
-            self.event(
-                state,
-                c.event,
-                c.block_id,
-                {"attempt": c.attempt, "due_at": self._due(c.due_at, c.delay), "delay": c.delay},
-            )
+            self._suspend(state, c)
         elif isinstance(c, cmd.SkipBlock):
             self.event(state, c.event, c.block_id, {"reason": c.reason})
         elif isinstance(c, cmd.CancelBlock):
@@ -174,6 +172,48 @@ class Journal:
             self.event(state, c.event, None, started)
         elif isinstance(c, cmd.FinishRun):
             self._finish_run(state, c)
+
+    def _suspend(self, state: RunState, c: cmd.SuspendBlock) -> None:
+        """A waiting block: a timer task wakes it, unless it waits for a signal only."""
+        run_id = state.run_id
+        if c.delay is None and c.due_at is None:
+            self.event(state, c.event, c.block_id, {"attempt": c.attempt, "signal": c.signal})
+            return
+        self.tasks.append(
+            NewTask(
+                timer_task_id(run_id, c.block_id),
+                run_id,
+                TaskKind.TIMER,
+                c.block_id,
+                c.attempt,
+                delay=c.delay or 0.0,
+                due_at=c.due_at,
+            )
+        )
+        self.event(
+            state,
+            c.event,
+            c.block_id,
+            {
+                "attempt": c.attempt,
+                "due_at": self._due(c.due_at, c.delay),
+                "delay": c.delay,
+                **({"signal": c.signal} if c.signal else {}),
+            },
+        )
+
+    def _write_control(self, state: RunState, c: cmd.Command) -> None:
+        """Events of control-flow blocks (child runs are created by ``advance``)."""
+        run_id = state.run_id
+        if isinstance(c, cmd.StartControl):
+            self.event(state, c.event, c.block_id, {"attempt": c.attempt, **c.data})
+        elif isinstance(c, cmd.StartIteration):
+            self.event(state, c.event, c.block_id, {"index": c.index})
+        elif isinstance(c, cmd.ReceiveSignal):
+            if c.delivered_to is not None:
+                self.txn.delete_run_tasks(run_id, [timer_task_id(run_id, c.delivered_to)])
+            data = {"name": c.name, "payload": c.payload, "delivered_to": c.delivered_to}
+            self.event(state, c.event, None, data)
 
     def _ready(self, state: RunState, c: cmd.ReadyBlock) -> None:
         """A ready block: this worker runs it now if it has room, else any worker claims it.

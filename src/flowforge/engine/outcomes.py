@@ -51,9 +51,20 @@ class WorkerLost:
 
 
 @dataclass(frozen=True, slots=True)
+class ChildFinished:
+    """The child run of a ``workflow`` block ended with ``status``."""
+
+    block_id: str
+    attempt: int
+    status: str
+    outputs: Any
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class DeadlineReached:
     """The run's ``settings.timeout`` expired."""
 
 
-BlockOutcome = Succeeded | Errored | Suspended | TimerFired | WorkerLost
+BlockOutcome = Succeeded | Errored | Suspended | TimerFired | WorkerLost | ChildFinished
 Outcome = BlockOutcome | DeadlineReached

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
 
 from flowforge.definition.compiled import CompiledWorkflow
+from flowforge.engine.frames import locate, open_frame
 from flowforge.engine.planner import failure_reason
 from flowforge.engine.records import ClaimedTask, Event, RunRecord, TaskKind
-from flowforge.engine.run_state import BlockState, RunState
+from flowforge.engine.run_state import BlockState, Progress, RunState
 from flowforge.engine.states import BlockStatus, RunStatus
 
 _RUN_EVENT_STATUS = {
@@ -37,7 +39,10 @@ def new_state(workflow: CompiledWorkflow, run: RunRecord) -> RunState:
         status=RunStatus.QUEUED,
         parameters=run.parameters,
         created_at=run.created_at,
-        blocks={block_id: BlockState() for block_id in workflow.blocks},
+        blocks={
+            block_id: BlockState(control=block.control)
+            for block_id, block in workflow.blocks.items()
+        },
         params_view=params_view,
         secret_names=secret_names,
     )
@@ -55,7 +60,7 @@ def replay(
     state.outputs, state.failure_reason = run.outputs, run.failure_reason
     for event in events:
         state.seq = event.seq
-        _apply(state, event)
+        _apply(workflow, state, event)
     if workflow.spec.settings.fail_fast and state.failure_reason and not state.is_terminal:
         state.failing_fast = True
     for task in tasks:
@@ -67,9 +72,18 @@ def replay(
     return state
 
 
-def _apply(state: RunState, event: Event) -> None:
+def _apply(workflow: CompiledWorkflow, state: RunState, event: Event) -> None:
     if event.type == "run.queued":
         state.source_dir = event.data.get("source_dir")
+        state.parent_run_id = event.data.get("parent_run_id")
+        state.parent_block_id = event.data.get("parent_block_id")
+        return
+    if event.type == "iteration.started" and event.block_id in state.blocks:
+        open_frame(workflow, state, event.block_id, event.data["index"])
+        return
+    if event.type == "signal.received":
+        if event.data.get("delivered_to") is None:
+            state.signals.setdefault(event.data["name"], deque()).append(event.data.get("payload"))
         return
     status = _RUN_EVENT_STATUS.get(event.type)
     if status is not None:
@@ -81,7 +95,13 @@ def _apply(state: RunState, event: Event) -> None:
         return
     apply_block_event = _BLOCK_EVENTS.get(event.type)
     if apply_block_event is not None and event.block_id in state.blocks:
-        apply_block_event(state, state.blocks[event.block_id], event)
+        bs = state.blocks[event.block_id]
+        apply_block_event(state, bs, event)
+        if event.type == "block.started" and bs.control:
+            kind = locate(workflow, state, event.block_id)[0].kind
+            if kind in ("for_each", "loop"):
+                bs.progress = Progress(items=event.data.get("items"))
+            bs.child_run_id = event.data.get("child_run_id")
 
 
 def _started(state: RunState, bs: BlockState, event: Event) -> None:
@@ -93,6 +113,9 @@ def _started(state: RunState, bs: BlockState, event: Event) -> None:
 def _completed(state: RunState, bs: BlockState, event: Event) -> None:
     bs.status, bs.output, bs.error = BlockStatus.COMPLETED, event.data.get("output"), None
     bs.finished_at = event.created_at
+    taken = event.data.get("signal")
+    if taken is not None and state.signals.get(taken):
+        state.signals[taken].popleft()
 
 
 def _failed(state: RunState, bs: BlockState, event: Event) -> None:
@@ -101,7 +124,8 @@ def _failed(state: RunState, bs: BlockState, event: Event) -> None:
     bs.attempt = event.data.get("attempt", bs.attempt)
     bs.tolerated = bool(event.data.get("tolerated"))
     bs.failures += 1
-    if not bs.tolerated and state.failure_reason is None:
+    in_body = event.block_id in state.nodes
+    if not bs.tolerated and not in_body and state.failure_reason is None:
         state.failure_reason = failure_reason(event.block_id or "", bs.error or {})
 
 
@@ -140,6 +164,10 @@ def _reset_unfinished(state: RunState) -> None:
     state.failing_fast = False
     state.failure_reason = None
     for bs in state.blocks.values():
+        if bs.status in (BlockStatus.FAILED, BlockStatus.CANCELED) and bs.progress is not None:
+            # a for_each or loop goes on where it stopped: its finished iterations stay
+            bs.status, bs.error, bs.tolerated, bs.failures = BlockStatus.RUNNING, None, False, 0
+            continue
         if bs.status in (BlockStatus.FAILED, BlockStatus.CANCELED, BlockStatus.SKIPPED):
             bs.status, bs.output, bs.error, bs.tolerated, bs.failures = (
                 BlockStatus.PENDING,

@@ -16,6 +16,20 @@ from flowforge.engine.states import FINAL_BLOCK_STATUSES, BlockStatus, RunStatus
 
 
 @dataclass(slots=True)
+class Progress:
+    """How far a ``for_each`` or ``loop`` got: its items, and its iterations so far."""
+
+    items: list[Any] | None = None
+    """The evaluated ``items`` of a ``for_each`` (kept in the event that started it)."""
+    started: int = 0
+    """Iterations started (frames ``0 .. started - 1`` exist)."""
+    active: int = 0
+    """Iterations started and not over yet."""
+    failed: dict[str, Any] | None = None
+    """The error of the first iteration that failed without ``continue_on_failure``."""
+
+
+@dataclass(slots=True)
 class BlockState:
     """The current state of one block of a run (its latest attempt)."""
 
@@ -40,6 +54,16 @@ class BlockState:
     deps_failed: int = 0
     decided: bool = False
     """The trigger rule has been decided (started, queued or skipped) for this pass."""
+    control: bool = False
+    """Run by the engine itself (control flow): it never holds a worker slot."""
+    progress: Progress | None = None
+    """Iterations of a started ``for_each`` or ``loop``."""
+    child_run_id: str | None = None
+    """The run a ``workflow`` block started."""
+
+    @property
+    def holds_slot(self) -> bool:
+        return self.queued or (self.status == BlockStatus.RUNNING and not self.control)
 
     @property
     def is_final(self) -> bool:
@@ -85,6 +109,16 @@ class RunState:
     """Where the definition file was when the run was queued (``python`` imports)."""
     ready: deque[str] = field(default_factory=deque)
     """Blocks whose trigger rule allows them to start, waiting for a concurrency slot."""
+    ready_control: deque[str] = field(default_factory=deque)
+    """Control-flow blocks allowed to start: they need no slot, only a running run."""
+    frames: dict[str, Any] = field(default_factory=dict)
+    """Iterations of containers by frame id (``engine.frames.Frame``)."""
+    nodes: dict[str, Any] = field(default_factory=dict)
+    """Instance id -> ``engine.frames.Node`` (the body block it runs, its frame)."""
+    signals: dict[str, deque[Any]] = field(default_factory=dict)
+    """Signals received that no block has taken yet, by name, oldest first."""
+    parent_run_id: str | None = None
+    parent_block_id: str | None = None
     running: int = 0
     """Blocks holding a slot: running, or queued for a worker."""
 
@@ -103,3 +137,13 @@ class RunState:
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "organization_id": self.organization_id,
         }
+
+
+def count_dependency(dependent: BlockState, dependency: BlockState) -> None:
+    """``dependency`` reached a final status: count it for ``dependent``'s trigger rule."""
+    dependent.deps_final += 1
+    status = dependency.status
+    if status == BlockStatus.COMPLETED or (status == BlockStatus.FAILED and dependency.tolerated):
+        dependent.deps_success += 1
+    elif status in (BlockStatus.FAILED, BlockStatus.CANCELED):
+        dependent.deps_failed += 1

@@ -3,29 +3,45 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowforge.engine.run_state import RunState
+
+if TYPE_CHECKING:
+    from flowforge.engine.frames import Frame
 
 MASK = "***"
 
 
 class BlocksView(Mapping[str, Mapping[str, Any]]):
-    """``blocks.ID.output`` and friends, read from the live run state without copying it."""
+    """``blocks.ID.output`` and friends, read from the live run state without copying it.
 
-    __slots__ = ("_blocks",)
+    Inside an iteration (``frame``), a body's block ids mean the instances of that iteration,
+    then those of the enclosing iterations, then the workflow's blocks."""
 
-    def __init__(self, state: RunState) -> None:
+    __slots__ = ("_blocks", "_frame", "_names")
+
+    def __init__(self, state: RunState, frame: Frame | None = None) -> None:
         self._blocks = state.blocks
+        self._frame = frame
+        self._names = [k for k in state.blocks if k not in state.nodes] if frame else None
 
     def __getitem__(self, key: str) -> Mapping[str, Any]:
+        frame = self._frame
+        while frame is not None:
+            instance = frame.ids.get(key)
+            if instance is not None:
+                return self._blocks[instance].as_scope()
+            frame = frame.parent
+        if self._names is not None and key not in self._names:
+            raise KeyError(key)
         return self._blocks[key].as_scope()
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._blocks)
+        return iter(self._names if self._names is not None else self._blocks)
 
     def __len__(self) -> int:
-        return len(self._blocks)
+        return len(self._names if self._names is not None else self._blocks)
 
 
 class MaskedSecrets(Mapping[str, str]):
@@ -52,15 +68,16 @@ def build_scope(
     state: RunState,
     params: Mapping[str, Any],
     secrets: Mapping[str, Any],
-    extra: Mapping[str, Any] | None = None,
+    frame: Frame | None = None,
 ) -> dict[str, Any]:
-    """The template scope of a run; ``extra`` adds ``item``, ``index``, ``iteration``."""
+    """The template scope of a run; inside an iteration (``frame``) also ``item``, ``index``
+    or ``iteration``, and the iteration's blocks."""
     scope: dict[str, Any] = {
         "params": params,
         "secrets": secrets,
-        "blocks": BlocksView(state),
+        "blocks": BlocksView(state, frame),
         "run": state.run_scope(),
     }
-    if extra:
-        scope.update(extra)
+    if frame is not None:
+        scope.update(frame.variables)
     return scope

@@ -215,6 +215,10 @@ class SqlTransaction:
         rows = self._run("run_tasks", {"run_id": run_id}).fetchall()
         return [ClaimedTask(*row) for row in rows]
 
+    def latest_version(self, workflow_id: str) -> int | None:
+        row = self._run("workflow_latest", {"id": workflow_id}).fetchone()
+        return None if row is None else int(row[0])
+
     def insert_run(self, run: NewRun) -> None:
         d = self.dialect
         self._write(

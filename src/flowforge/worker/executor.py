@@ -12,6 +12,7 @@ from typing import Any
 from flowforge.blocks.context import BlockContext, Suspend
 from flowforge.definition.compiled import CompiledBlock
 from flowforge.engine import outcomes as out
+from flowforge.engine.frames import Frame
 from flowforge.engine.run_state import RunState
 from flowforge.engine.scope import build_scope
 from flowforge.errors import BlockError, FlowforgeError
@@ -26,6 +27,8 @@ async def execute(
     attempt: int,
     resolve_function: Callable[[str], Callable[..., Any]],
     stop: threading.Event | None = None,
+    instance_id: str | None = None,
+    frame: Frame | None = None,
 ) -> out.BlockOutcome:
     """Render the block's fields, run it (with its timeout) and report the outcome.
 
@@ -35,16 +38,17 @@ async def execute(
         {name: state.parameters[name] for name in state.secret_names if name in state.parameters}
     )
     stop = stop or threading.Event()
+    block_id = instance_id or block.id
     try:
-        instance = _instantiate(block, state, secrets)
+        instance = _instantiate(block, state, secrets, frame)
         ctx = BlockContext(
             run_id=state.run_id,
             workflow_id=state.workflow_id,
-            block_id=block.id,
+            block_id=block_id,
             attempt=attempt,
-            idempotency_key=f"{state.run_id}:{block.id}",
+            idempotency_key=f"{state.run_id}:{block_id}",
             params=state.params_view,
-            logger=logger.getChild(block.id),
+            logger=logger.getChild(block_id),
             resolve_function=resolve_function,
             cancel_event=stop,
         )
@@ -55,11 +59,11 @@ async def execute(
                 result = await instance.run(ctx)
     except TimeoutError:
         return out.Errored(
-            block.id, attempt, "Timeout", f"the attempt exceeded its timeout of {block.timeout:g}s"
+            block_id, attempt, "Timeout", f"the attempt exceeded its timeout of {block.timeout:g}s"
         )
     except BlockError as exc:
         return out.Errored(
-            block.id,
+            block_id,
             attempt,
             exc.error_type,
             _clean(exc.message, secrets),
@@ -68,23 +72,25 @@ async def execute(
         )
     except FlowforgeError as exc:
         return out.Errored(
-            block.id, attempt, type(exc).__name__, _clean(str(exc), secrets), retryable=False
+            block_id, attempt, type(exc).__name__, _clean(str(exc), secrets), retryable=False
         )
     except Exception as exc:
-        return out.Errored(block.id, attempt, type(exc).__name__, _clean(str(exc), secrets))
+        return out.Errored(block_id, attempt, type(exc).__name__, _clean(str(exc), secrets))
     finally:
         # the attempt is over for the engine (done, timed out or canceled): code still running
         # in a thread sees ctx.cancelled and can stop
         stop.set()
     if isinstance(result, Suspend):
-        return out.Suspended(block.id, attempt, result.delay, result.due_at)
-    return _succeeded(block.id, attempt, result, secrets)
+        return out.Suspended(block_id, attempt, result.delay, result.due_at)
+    return _succeeded(block_id, attempt, result, secrets)
 
 
-def _instantiate(block: CompiledBlock, state: RunState, secrets: SecretsView) -> Any:
+def _instantiate(
+    block: CompiledBlock, state: RunState, secrets: SecretsView, frame: Frame | None
+) -> Any:
     if block.fields.is_static:
         return block.spec
-    scope = build_scope(state, state.params_view, secrets)
+    scope = build_scope(state, state.params_view, secrets, frame)
     return block.spec.with_fields(block.fields.render(scope))
 
 

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from flowforge.engine import advance
 from flowforge.engine import outcomes as out
+from flowforge.engine.frames import locate
 from flowforge.engine.journal import Slots
 from flowforge.engine.ports import StaleWriteError
 from flowforge.engine.records import ClaimedTask, Event, TaskKind
@@ -342,13 +343,16 @@ class Worker:
         workflow = self.book.workflow(state.workflow_id, state.workflow_version)
         key = (task.run_id, block_id)
         stop = self._stops[key] = threading.Event()
+        block, frame = locate(workflow, state, block_id)
         try:
             outcome = await execute(
-                workflow.blocks[block_id],
+                block,
                 state,
                 task.attempt,
-                self._resolver(state).for_block(block_id),
+                self._resolver(state).for_block(block.id),
                 stop,
+                block_id,
+                frame,
             )
         except asyncio.CancelledError:
             return  # canceled by the run (its task is gone) or by shutdown (the lease expires)

@@ -1,0 +1,196 @@
+"""Field models of the control-flow block types (SPEC 2.3): the engine runs them itself.
+
+They have no ``run``: a worker never executes them. The planner starts their iterations
+(``for_each``, ``loop``), chooses a branch (``switch``), waits for a signal
+(``wait_for_signal``) or starts a child run (``workflow``), holding no worker slot meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BeforeValidator, Field, SerializeAsAny, ValidationInfo, field_validator
+
+from flowforge.definition.block import Block, BlockSpec
+from flowforge.definition.fields import BLOCK_ID_PATTERN, NAME_PATTERN, WORKFLOW_ID_PATTERN
+
+SINGLE_BODY_ID = "do"
+"""The id of a ``do`` that is one block given without an id."""
+
+SIGNAL_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$"
+
+
+def case_key(value: Any) -> str:
+    """Switch values and case keys compare as JSON text: ``true`` matches the case ``true``."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _keys_as_text(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {case_key(key): item for key, item in value.items()}
+    return value
+
+
+def _one_or_many(value: Any) -> Any:
+    return (value,) if isinstance(value, str) else value
+
+
+BlockIdList = Annotated[
+    tuple[Annotated[str, Field(pattern=BLOCK_ID_PATTERN)], ...], BeforeValidator(_one_or_many)
+]
+Body = SerializeAsAny[BlockSpec] | tuple[SerializeAsAny[BlockSpec], ...]
+
+
+class ControlBlock(Block):
+    """A block the engine runs itself (no worker slot, no ``run``)."""
+
+    async def run(self, ctx: Any) -> Any:  # pragma: no cover - the planner runs these
+        raise NotImplementedError(f"'{self.type}' blocks are run by the engine, not by a worker")
+
+
+class ContainerBlock(ControlBlock):
+    """A block with a body (``do``): one block, or a list of blocks forming a sub-graph.
+
+    ``retry`` and ``timeout`` given on the container are the defaults of its body's blocks."""
+
+    do: Body
+
+    @field_validator("do", mode="before")
+    @classmethod
+    def _parse_body(cls, value: Any, info: ValidationInfo) -> Any:
+        from flowforge.definition.registry import default_registry
+
+        context = info.context if isinstance(info.context, Mapping) else {}
+        registry = context.get("registry") or default_registry()
+        return parse_body(value, registry)
+
+    @property
+    def body(self) -> tuple[BlockSpec, ...]:
+        return self.do if isinstance(self.do, tuple) else (self.do,)
+
+    @property
+    def single(self) -> bool:
+        """``do`` is one block: each iteration's output is that block's output."""
+        return not isinstance(self.do, tuple)
+
+
+def parse_body(value: Any, registry: Any) -> Any:
+    """Turn a raw ``do`` into block models by their ``type`` (instances pass through)."""
+    if isinstance(value, Mapping):
+        return _body_block({"id": SINGLE_BODY_ID, **value}, registry)
+    if isinstance(value, list | tuple):
+        return tuple(_body_block(item, registry) for item in value)
+    return value
+
+
+def _body_block(item: Any, registry: Any) -> Any:
+    if not isinstance(item, Mapping) or not isinstance(item.get("type"), str):
+        return item
+    cls = registry.get(item["type"])
+    if cls is None:
+        raise ValueError(registry.unknown_type_message(item["type"]))
+    return cls.model_validate(item, context={"registry": registry})
+
+
+class ForEachSpec(ContainerBlock):
+    """Run ``do`` once per element of ``items``, up to ``concurrency`` at once."""
+
+    type_name: ClassVar[str] = "for_each"
+    raw_fields: ClassVar[frozenset[str]] = frozenset({"do", "loop_variable", "concurrency"})
+
+    items: Any
+    concurrency: int = Field(1, ge=1)
+    loop_variable: str = Field("item", pattern=NAME_PATTERN)
+
+
+class LoopSpec(ContainerBlock):
+    """Run ``do`` again and again until ``until`` holds, at most ``max_iterations`` times."""
+
+    type_name: ClassVar[str] = "loop"
+    raw_fields: ClassVar[frozenset[str]] = frozenset({"do", "until", "max_iterations"})
+    expression_fields: ClassVar[frozenset[str]] = frozenset({"until"})
+
+    until: str = Field(min_length=1)
+    max_iterations: int = Field(ge=1)
+
+
+class SwitchSpec(ControlBlock):
+    """Choose the case matching ``value``; blocks listed under other cases are skipped."""
+
+    type_name: ClassVar[str] = "switch"
+    raw_fields: ClassVar[frozenset[str]] = frozenset({"value", "cases", "default"})
+    expression_fields: ClassVar[frozenset[str]] = frozenset({"value"})
+
+    value: str = Field(min_length=1)
+    cases: Annotated[dict[str, BlockIdList], BeforeValidator(_keys_as_text)]
+    default: BlockIdList = ()
+
+    @field_validator("cases")
+    @classmethod
+    def _no_default_case(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if "default" in value:
+            raise ValueError("'default' is not a case: list its blocks under the field 'default'")
+        if not value:
+            raise ValueError("a switch needs at least one case")
+        return value
+
+    def listed(self) -> dict[str, tuple[str, ...]]:
+        """Every block the switch decides on, with the case keys that choose it."""
+        chosen_by: dict[str, list[str]] = {}
+        for key, block_ids in (*self.cases.items(), ("default", self.default)):
+            for block_id in block_ids:
+                chosen_by.setdefault(block_id, []).append(key)
+        return {block_id: tuple(keys) for block_id, keys in chosen_by.items()}
+
+
+class WaitForSignalSpec(ControlBlock):
+    """Wait for the signal ``signal`` sent to the run; output its payload.
+
+    A signal sent before the block waits is kept for it. ``timeout`` (the field every block
+    has) limits the wait: the block then fails with ``Timeout``."""
+
+    type_name: ClassVar[str] = "wait_for_signal"
+    raw_fields: ClassVar[frozenset[str]] = frozenset({"signal", "payload_schema"})
+
+    signal: str = Field(pattern=SIGNAL_NAME_PATTERN, max_length=200)
+    payload_schema: dict[str, Any] | None = Field(None, alias="schema")
+
+    @field_validator("payload_schema")
+    @classmethod
+    def _valid_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            from jsonschema import exceptions, validators
+
+            try:
+                validators.validator_for(value).check_schema(value)
+            except exceptions.SchemaError as error:
+                raise ValueError(f"not a valid JSON Schema: {error.message}") from None
+        return value
+
+
+class WorkflowCallSpec(ControlBlock):
+    """Start a run of workflow ``workflow`` (its latest version, or ``version``) as a child of
+    this run; output the child's outputs. Canceling the parent cancels the child."""
+
+    type_name: ClassVar[str] = "workflow"
+    raw_fields: ClassVar[frozenset[str]] = frozenset({"workflow", "version"})
+
+    workflow: str = Field(pattern=WORKFLOW_ID_PATTERN)
+    version: int | None = Field(None, ge=1)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+CONTROL_SPECS: dict[str, type[ControlBlock]] = {
+    "for_each": ForEachSpec,
+    "loop": LoopSpec,
+    "switch": SwitchSpec,
+    "wait_for_signal": WaitForSignalSpec,
+    "workflow": WorkflowCallSpec,
+}
