@@ -327,7 +327,7 @@ class _Checker:
             else [((*body_path, i), b) for i, b in enumerate(block.body)]
         )
         for where, inner in entries:
-            if inner.id in visible:
+            if inner.id in visible and not (block.single and inner.id == SINGLE_BODY_ID):
                 self.add(
                     (*where, "id"),
                     f"block id '{inner.id}' is already used outside this 'do': choose another",
