@@ -102,12 +102,7 @@ class Engine:
         if found is None:
             raise NotFoundError(f"workflow {workflow_id} version {version} does not exist")
         definition = found[1]
-        types = [
-            block.get("type", "")
-            for block in definition.get("blocks", [])
-            if isinstance(block, dict)
-        ]
-        registry = registry_for_stored(types)
+        registry = registry_for_stored(_block_types(definition.get("blocks", [])))
         workflow = Workflow.from_dict(definition, registry=registry)
         self._definitions[(workflow_id, version)] = workflow
         return workflow.compile(registry if registry is not default_registry() else None)
@@ -416,6 +411,17 @@ def _touch(step: advance.Step, run_id: str) -> None:
     """Load the run (re-planning it if needed) and claim its due tasks."""
     step.fresh(run_id)
     advance.claim(step, max(step.slots.free, 0), run_id)
+
+
+def _block_types(blocks: Any) -> list[str]:
+    """The type names a stored definition uses, bodies of ``for_each``/``loop`` included."""
+    found: list[str] = []
+    for block in blocks if isinstance(blocks, list) else [blocks]:
+        if isinstance(block, dict):
+            found.append(str(block.get("type", "")))
+            if "do" in block:
+                found.extend(_block_types(block["do"]))
+    return found
 
 
 def _pid_alive(pid: int) -> bool:

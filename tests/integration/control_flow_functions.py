@@ -43,3 +43,14 @@ def flaky(x: int, ctx: Any) -> int:
 
 def key_of(ctx: Any) -> str:
     return str(ctx.idempotency_key)
+
+
+BAD: set[int] = set()
+CALLS: dict[int, int] = {}
+
+
+def fail_if_bad(x: int) -> int:
+    CALLS[x] = CALLS.get(x, 0) + 1
+    if x in BAD:
+        raise ValueError(f"item {x} is bad")
+    return x

@@ -333,3 +333,35 @@ def test_body_errors_are_reported_with_their_location(body: dict[str, Any], mess
         flowforge.Workflow.from_dict({"id": "bad", "blocks": [{"id": "c", **body}]})
     assert any(message in str(problem) for problem in caught.value.problems), caught.value
     assert all(str(p.location).startswith("blocks[0]") for p in caught.value.problems)
+
+
+def test_retry_of_a_failed_for_each_reruns_only_what_failed(engine: flowforge.Engine) -> None:
+    fns.BAD.clear()
+    fns.BAD.add(2)
+    fns.CALLS.clear()
+    wf = flowforge.Workflow.from_dict(
+        {
+            "id": "retry-each",
+            "blocks": [
+                {
+                    "id": "each",
+                    "type": "for_each",
+                    "items": [1, 2, 3],
+                    "do": {
+                        "type": "python",
+                        "function": "control_flow_functions:fail_if_bad",
+                        "args": {"x": "{{ item }}"},
+                    },
+                }
+            ],
+        }
+    )
+    failed = engine.run(wf)
+    assert failed.status == "failed"
+    assert fns.CALLS == {1: 1, 2: 1}
+    fns.BAD.clear()
+    engine.retry(failed.run_id)
+    result = engine.resume(failed.run_id)
+    assert result.status == "completed"
+    assert result.outputs == {"each": [1, 2, 3]}
+    assert fns.CALLS == {1: 1, 2: 2, 3: 1}  # the finished iteration kept its output

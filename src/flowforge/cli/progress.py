@@ -50,6 +50,8 @@ class Board:
 
     def __init__(self, blocks: list[tuple[str, str]]) -> None:
         self.blocks = {block_id: BlockLine(block_id, kind) for block_id, kind in blocks}
+        self.instances: dict[str, BlockLine] = {}
+        """Blocks of iterations (``each[3].fetch``): printed as lines, left out of the table."""
         self.run_id: str | None = None
         self.run_status = "queued"
         self.run_started: datetime | None = None
@@ -87,10 +89,17 @@ class Board:
         if kind in ("started", "resumed", "retried"):
             self.run_status = "running"
 
+    def line(self, block_id: str) -> BlockLine:
+        lines = self.instances if "[" in block_id else self.blocks
+        return lines.setdefault(block_id, BlockLine(block_id))
+
     def _block_event(self, event: Any) -> None:
-        line = self.blocks.setdefault(event.block_id, BlockLine(event.block_id))
-        kind = event.type.removeprefix("block.")
+        line = self.line(event.block_id)
         data = event.data or {}
+        if event.type == "iteration.started":
+            line.note = f"iteration {int(data.get('index', 0)) + 1}"
+            return
+        kind = event.type.removeprefix("block.")
         line.attempt = int(data.get("attempt") or line.attempt)
         if kind == "started":
             line.status, line.started, line.finished = "running", event.created_at, None
@@ -151,7 +160,9 @@ class PlainProgress:
             if kind.removeprefix("run.") in _RUN_END:
                 return f"{kind.removeprefix('run.')}" + self._took(event)
             return None if kind == "run.queued" else kind.removeprefix("run.")
-        line = self.board.blocks[event.block_id]
+        line = self.board.line(event.block_id)
+        if kind == "iteration.started":
+            return f"iteration {data.get('index')} started"
         if kind == "block.started":
             return f"started (attempt {data.get('attempt', line.attempt)})"
         if kind == "block.completed":

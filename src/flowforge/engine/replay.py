@@ -165,8 +165,10 @@ def _reset_unfinished(state: RunState) -> None:
     state.failure_reason = None
     for bs in state.blocks.values():
         if bs.status in (BlockStatus.FAILED, BlockStatus.CANCELED) and bs.progress is not None:
-            # a for_each or loop goes on where it stopped: its finished iterations stay
+            # a for_each or loop goes on where it stopped, as its next attempt: its finished
+            # iterations stay
             bs.status, bs.error, bs.tolerated, bs.failures = BlockStatus.RUNNING, None, False, 0
+            bs.attempt += 1
             continue
         if bs.status in (BlockStatus.FAILED, BlockStatus.CANCELED, BlockStatus.SKIPPED):
             bs.status, bs.output, bs.error, bs.tolerated, bs.failures = (
