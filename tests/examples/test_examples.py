@@ -372,3 +372,30 @@ def test_code_shown_from_an_example_is_a_verbatim_excerpt_of_it() -> None:
     assert len(excerpts) >= 5
     for page, path, code in excerpts:
         assert code in (ROOT / path).read_text(), f"{page}: excerpt of {path} is out of date"
+
+
+# -- control_flow/order_pipeline: for_each, switch, loop, workflow, wait_for_signal --------------
+
+
+def test_order_pipeline_example_uses_every_control_flow_block(engine: flowforge.Engine) -> None:
+    engine.apply(flowforge.load(EXAMPLES / "control_flow" / "shipping.yaml"))
+    workflow = flowforge.load(EXAMPLES / "control_flow" / "order_pipeline.yaml")
+
+    result = engine.run(workflow, {})
+
+    assert result.status == "completed", result.failure_reason
+    # shipping: 5 + 2w for weights 2, 7, 1 -> 9 + 19 + 7
+    assert result.outputs == {
+        "total": 35,
+        "route": "big",
+        "approved_by": None,
+        "delays": [1, 2, 4, 8],
+    }
+    assert result.block("price").output[1] == {"size": "heavy", "shipping": {"price": 19}}
+    assert result.block("approval").error == {
+        "type": "Timeout",
+        "message": "no signal 'approved' arrived within 0.5s",
+    }
+    assert result.block("auto_ok").status == "skipped"
+    children = [r for r in engine.list() if r.workflow_id == "shipping-quote"]
+    assert len(children) == 3 and {r.status for r in children} == {"completed"}
