@@ -385,8 +385,10 @@ class Engine:
         def observe(event: Event) -> None:
             if event.run_id == run_id and event.type in TERMINAL_EVENTS and not done.done():
                 done.set_result(None)
+                worker.followed.discard(run_id)
 
         worker.observers.append(observe)
+        worker.followed.add(run_id)  # another process may end it (a signal, a cancel)
         return done
 
 

@@ -93,6 +93,9 @@ class Worker:
         self.watch_interval = watch_interval
         self.listen = listen
         """Listen for NOTIFY (PostgreSQL): for long-lived workers that wait for others' work."""
+        self.followed: set[str] = set()
+        """Runs someone in this process waits for (``Engine.run``): watched for changes made
+        by other processes even while none of their blocks runs here (a signal, a cancel)."""
         self._leases: set[str] = set()
         """Runs this worker holds a lease on (it runs their blocks without a task row each)."""
         self._leases_valid_until = 0.0
@@ -394,10 +397,11 @@ class Worker:
         a terminate, a retry): their event logs move past what this worker knows."""
         while not self._stopping:
             await asyncio.sleep(self.watch_interval)
-            if not self._running:
+            watched = {run_id for run_id, _ in self._running} | self.followed
+            if not watched:
                 continue
             try:
-                await self._catch_up({run_id for run_id, _ in self._running})
+                await self._catch_up(watched)
             except Exception:
                 log.exception("watching runs failed")
 
@@ -409,7 +413,8 @@ class Worker:
             for run_id in ids
             # only a log that is *ahead* of this worker's view was moved by someone else (this
             # worker's own step in flight puts its view ahead of the log until it commits)
-            if (state := self.book.cached(run_id)) is not None and seqs.get(run_id, 0) > state.seq
+            if ((state := self.book.cached(run_id)) is None and run_id in self.followed)
+            or (state is not None and seqs.get(run_id, 0) > state.seq)
         ]
         if not moved:
             return
