@@ -28,8 +28,12 @@ test: $(VENV)/.installed-dev
 	else echo "FLOWFORGE_TEST_POSTGRES_URL=$${FLOWFORGE_TEST_POSTGRES_URL:-<unset: PostgreSQL tests will skip>}"; fi; \
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# the workloads of issue 2 against the floor and the peers, then control flow and workers
+# (issue 3); see bench/README.md
 bench: $(VENV)/.installed-dev
 	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/control_flow.py
+	$(PY) bench/workers.py
 
 # flowforge worker processes on PostgreSQL (issue 3): W2 with 1/2/4 workers, start latency,
 # idle load; see bench/README.md

@@ -19,12 +19,12 @@ class BlocksView(Mapping[str, Mapping[str, Any]]):
     Inside an iteration (``frame``), a body's block ids mean the instances of that iteration,
     then those of the enclosing iterations, then the workflow's blocks."""
 
-    __slots__ = ("_blocks", "_frame", "_names")
+    __slots__ = ("_blocks", "_frame", "_instances")
 
     def __init__(self, state: RunState, frame: Frame | None = None) -> None:
         self._blocks = state.blocks
         self._frame = frame
-        self._names = [k for k in state.blocks if k not in state.nodes] if frame else None
+        self._instances = state.nodes
 
     def __getitem__(self, key: str) -> Mapping[str, Any]:
         frame = self._frame
@@ -33,15 +33,15 @@ class BlocksView(Mapping[str, Mapping[str, Any]]):
             if instance is not None:
                 return self._blocks[instance].as_scope()
             frame = frame.parent
-        if self._names is not None and key not in self._names:
-            raise KeyError(key)
+        if key in self._instances:
+            raise KeyError(key)  # an iteration's block, by its instance id: not a name
         return self._blocks[key].as_scope()
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._names if self._names is not None else self._blocks)
+        return (key for key in self._blocks if key not in self._instances)
 
     def __len__(self) -> int:
-        return len(self._names if self._names is not None else self._blocks)
+        return len(self._blocks) - len(self._instances)
 
 
 class MaskedSecrets(Mapping[str, str]):
