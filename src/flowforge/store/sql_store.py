@@ -229,9 +229,14 @@ class SqlStore:
 
     def listen(self, stop: Callable[[], bool], woken: Callable[[], None]) -> None:
         """Call ``woken`` whenever a transaction leaves work to claim, until ``stop()`` (a
-        blocking loop for a thread of its own). PostgreSQL only: LISTEN/NOTIFY."""
+        blocking loop for a thread of its own). PostgreSQL: LISTEN/NOTIFY. SQLite: whenever
+        another connection commits (``PRAGMA data_version``, read from shared memory every
+        20 ms: no disk read, no lock)."""
         from flowforge.store.transaction import TASKS_CHANNEL
 
+        if not self._pg:
+            self._watch_commits(stop, woken)
+            return
         while not stop():
             try:
                 connection = self.connector.connect()
@@ -249,6 +254,19 @@ class SqlStore:
             finally:
                 with contextlib.suppress(Exception):
                     connection.close()
+
+    def _watch_commits(self, stop: Callable[[], bool], woken: Callable[[], None]) -> None:
+        connection = self.connector.connect()
+        try:
+            version = connection.execute("PRAGMA data_version").fetchone()[0]
+            while not stop():
+                time.sleep(0.02)
+                now = connection.execute("PRAGMA data_version").fetchone()[0]
+                if now != version:
+                    version = now
+                    woken()
+        finally:
+            connection.close()
 
     def release_dead_workers_tasks(
         self, run_id: str, hostname: str, alive: Callable[[int], bool]
@@ -378,9 +396,15 @@ class SqlStore:
 
 
 def _is_event_conflict(exc: BaseException) -> bool:
-    """Another writer appended the same (run_id, seq): the run moved on under us."""
+    """Another writer appended the same (run_id, seq): the run moved on under us. Or it
+    created the same child run (a child's id is derived from its parent's block)."""
     text = str(exc)
-    return "pk_events" in text or "events.run_id, events.seq" in text
+    return (
+        "pk_events" in text
+        or "events.run_id, events.seq" in text
+        or "pk_runs" in text
+        or "UNIQUE constraint failed: runs.id" in text
+    )
 
 
 def _scalar(rows: list[Any]) -> Any:

@@ -109,8 +109,9 @@ class Worker:
         self._loop_task = asyncio.create_task(self._loop(), name="flowforge-worker")
         self._beat_task = asyncio.create_task(self._heartbeats(), name="flowforge-heartbeat")
         self._watch_task = asyncio.create_task(self._watch_runs(), name="flowforge-watch")
-        if self.listen and self.store.dialect == "postgresql":
-            # woken by NOTIFY when another process leaves work: idle, a worker sends nothing
+        if self.listen:
+            # woken when another process leaves work (NOTIFY on PostgreSQL; on SQLite, a commit
+            # by another connection): idle, a worker sends nothing
             threading.Thread(
                 target=self.store.listen,
                 args=(lambda: self._stopping, self._wake_from_thread),
@@ -432,6 +433,8 @@ class Worker:
 
     def _wake_from_thread(self) -> None:
         loop = self._event_loop
+        if self._running and self.store.dialect == "sqlite":
+            return  # busy: its own commits wake this watcher too; the poll finds the rest
         if loop is not None and not self._stopping:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(self.wake)
