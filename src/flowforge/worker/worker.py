@@ -36,6 +36,9 @@ from flowforge.worker.executor import execute
 from flowforge.worker.functions import FunctionResolver
 
 T = TypeVar("T")
+_RUN_ENDS = frozenset(
+    {"run.completed", "run.failed", "run.canceled", "run.terminated", "run.timed_out"}
+)
 log = logging.getLogger("flowforge.worker")
 Observer = Callable[[Event], Any]
 
@@ -302,12 +305,22 @@ class Worker:
             due = event.data.get("due_at")
             if due is not None:
                 heapq.heappush(self._timers, float(due))
+        self._forget_ended(result.events)
         for event in result.events:
             for observer in self.observers:
                 try:
                     observer(event)
                 except Exception:
                     log.exception("observer failed on %s", event.type)
+
+    def _forget_ended(self, events: list[Event]) -> None:
+        """A long-lived worker keeps no ended run in memory (a retry reloads it), except one
+        that someone in this process waits for: it reads the result from memory."""
+        for event in events:
+            if event.type not in _RUN_ENDS or event.run_id in self.followed:
+                continue
+            if not any(run_id == event.run_id for run_id, _ in self._running):
+                self.book.forget([event.run_id])
 
     async def _end_grace_periods(self) -> None:
         pending = {task: end for task, end in self._graceful.items() if not task.done()}
