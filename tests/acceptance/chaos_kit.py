@@ -7,6 +7,7 @@ real store (SQLite or PostgreSQL), read with SQL at the end to check the invaria
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -59,6 +60,7 @@ class Workers:
     cwd: Path
     logs: Path
     live: list[tuple[subprocess.Popen[bytes], float]] = field(default_factory=list)
+    every: list[subprocess.Popen[bytes]] = field(default_factory=list)
     kills: list[Kill] = field(default_factory=list)
     died: list[str] = field(default_factory=list)
     """Workers that exited without being killed: each with its exit code and log."""
@@ -74,18 +76,23 @@ class Workers:
             )
         (self.logs / f"worker-{self.started}.pid").write_text(str(process.pid))
         self.live.append((process, time.time()))
+        self.every.append(process)
         return process
 
-    def kill_one(self, rng: random.Random) -> Kill:
-        """SIGKILL a random live worker and start its replacement at once."""
-        index = rng.randrange(len(self.live))
-        process, born = self.live.pop(index)
-        process.send_signal(signal.SIGKILL)
-        kill = Kill(process.pid, time.time(), time.time() - born)
-        process.wait(30)
-        self.kills.append(kill)
-        self.start()
-        return kill
+    def kill(self, rng: random.Random, count: int = 1, replace: bool = True) -> list[Kill]:
+        """SIGKILL ``count`` random live workers at once (a host going down takes several)
+        and start their replacements."""
+        victims = [self.live.pop(rng.randrange(len(self.live))) for _ in range(count)]
+        for process, _ in victims:
+            process.send_signal(signal.SIGKILL)
+        at = time.time()
+        kills = [Kill(process.pid, at, at - born) for process, born in victims]
+        for process, _ in victims:
+            process.wait(30)
+            if replace:
+                self.start()
+        self.kills.extend(kills)
+        return kills
 
     def check_alive(self) -> None:
         """A worker that exited by itself is a failure to report; it is replaced."""
@@ -127,6 +134,25 @@ class Workers:
                 codes.append(None)
         self.live.clear()
         return codes
+
+    def kill_all(self) -> None:
+        """The safety net: no worker outlives the test, whatever happened."""
+        for process in self.every:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+
+    def cpu_seconds(self) -> dict[int, float]:
+        """CPU time of each live worker (a spinning one stands out)."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        out = {}
+        for process, _ in self.live:
+            try:
+                fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                out[process.pid] = (int(fields[11]) + int(fields[12])) / ticks
+            except (OSError, IndexError, ValueError):
+                continue
+        return out
 
 
 # -- the store ------------------------------------------------------------------------------
@@ -181,6 +207,9 @@ class StoreReader:
 
     def statuses(self) -> dict[str, str]:
         return dict(self._rows("SELECT id, status FROM runs"))
+
+    def event_count(self) -> int:
+        return int(self._rows("SELECT count(*) FROM events")[0][0])
 
     def waiting_gates(self) -> set[str]:
         """Runs whose gate block has waited (for its signal) at least once."""
@@ -424,12 +453,14 @@ def describe(
     return "\n".join(lines)
 
 
-def unfinished(store: StoreReader, runs: dict[str, str], workers: Workers, deadline: float) -> str:
-    """Why the test gave up waiting: the runs that did not end, the kills, some events."""
+def unfinished(store: StoreReader, runs: dict[str, str], workers: Workers, why: str) -> str:
+    """Why the test gave up waiting: the runs that did not end, the kills, the workers' CPU
+    time, the events of a few runs."""
     events = store.events()
-    lines = [f"{len(runs)} run(s) did not end within {deadline:.0f}s:"]
+    lines = [f"{why}; {len(runs)} run(s) not ended:"]
     lines += [f"  {run_id}: {status}" for run_id, status in sorted(runs.items())[:30]]
     lines.append("kills: " + ", ".join(f"{k.pid}@{_stamp(k.at)}" for k in workers.kills))
+    lines.append(f"CPU seconds of the live workers: {workers.cpu_seconds()}")
     for run_id in sorted(runs)[:3]:
         lines.append(f"--- events of {run_id}")
         lines.extend(str(e) for e in events.get(run_id, []))

@@ -6,7 +6,8 @@ joined later, a block that fails twice before it succeeds, a durable wait and a 
 payload — sent by the test, to some runs before their block waits, to others once it waits, to
 the rest at a random instant — flows into the outputs. A quarter of the runs is queued before
 the workers start, the rest at a steady pace while they work. Every 2-4 s a random worker is
-killed with SIGKILL and a new one started. At the end, read from the store:
+killed with SIGKILL (a third of the time two at once, as when a host goes down) and replaced.
+The test fails early when no event is committed for 20 s. At the end, read from the store:
 
 - every run completed with exactly the outputs its parameter gives;
 - every block completed once: one ``block.completed`` event and one completed ``block_runs``
@@ -16,11 +17,14 @@ killed with SIGKILL and a new one started. At the end, read from the store:
 - every block that was running on a killed worker was taken over, and started again, within
   lease + 5 s of the kill.
 
-Knobs (environment): FLOWFORGE_CHAOS_SEED replays a choice of victims and instants (the seed is
-printed); FLOWFORGE_CHAOS_CONCURRENCY sets the workers' --concurrency (default 16);
-FLOWFORGE_CHAOS_QUEUE_OVER the seconds over which the runs after the first quarter are queued
-(0: all at once). Worker logs and the events of every run (``events.json``) are left in the
-test's tmp_path.
+A second test makes the rarest case of the first certain: two workers that each lease the
+same run die together, and one claim finds both expired leases.
+
+Knobs of the first test (environment): FLOWFORGE_CHAOS_SEED replays a choice of victims and
+instants (the seed is printed); FLOWFORGE_CHAOS_CONCURRENCY sets the workers' --concurrency
+(default 16); FLOWFORGE_CHAOS_QUEUE_OVER the seconds over which the runs after the first quarter
+are queued (0: all at once). Worker logs and the events of every run (``events.json``) are left
+in the test's tmp_path.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from pathlib import Path
 
 import chaos_kit as kit
 import pytest
-from cli_runner import Cli
+from cli_runner import Cli, wait_for
 
 import flowforge
 
@@ -44,6 +48,8 @@ UPFRONT = RUNS // 4
 QUEUE_OVER = {"postgresql": 20.0, "sqlite": 25.0}
 DEADLINE = 240.0  # seconds for every run to end once the workers started; they take ~30
 KILL_EVERY = (2.0, 4.0)
+DOUBLE_KILLS = 1 / 3  # the share of kills that take two workers at once
+STALL = 20.0  # seconds without a new event in the store: something is stuck
 CLI_SIGNALS = 3  # signals sent with `flowforge runs signal` (~1 s each); the others with
 # Engine.signal
 
@@ -98,6 +104,8 @@ class Signals:
                 return
             except Exception as error:
                 self.errors.append(f"Engine.signal({run_id}) raised {error!r}")
+                if type(error).__name__ != "StaleWriteError":
+                    raise
                 time.sleep(0.05)
 
 
@@ -142,7 +150,10 @@ def test_workers_killed_at_random_lose_no_run_and_commit_nothing_twice(
                 started = time.monotonic()
                 took = _chaos(store, workers, signals, queue, started, queue_over, rng)
             finally:
-                codes = workers.stop()
+                try:
+                    codes = workers.stop()
+                finally:
+                    workers.kill_all()
         runs, events, attempts = store.runs(), store.events(), store.attempts()
         leftover = store.leftover_tasks()
     finally:
@@ -189,22 +200,116 @@ def _chaos(
     every run ended; returns how long that took."""
     next_n = UPFRONT
     next_kill = started + rng.uniform(*KILL_EVERY)
+    progress = (-1, time.monotonic())  # events in the store, and since when
     while True:
         now = time.monotonic()
-        while next_n < RUNS and (
-            queue_over <= 0 or now - started >= (next_n - UPFRONT) * queue_over / (RUNS - UPFRONT)
-        ):
-            queue(next_n)
-            next_n += 1
+        try:
+            while next_n < RUNS and (
+                queue_over <= 0
+                or now - started >= (next_n - UPFRONT) * queue_over / (RUNS - UPFRONT)
+            ):
+                queue(next_n)
+                next_n += 1
+            signals.send_due(store)
+        except Exception as error:
+            statuses = store.statuses()
+            unfinished = {r: s for r, s in statuses.items() if s not in kit.ENDED}
+            pytest.fail(kit.unfinished(store, unfinished, workers, f"{error!r}"))
         statuses = store.statuses()
         unfinished = {r: s for r, s in statuses.items() if s not in kit.ENDED}
         if next_n == RUNS and not unfinished:
             return time.monotonic() - started
+        count = store.event_count()
+        if count != progress[0]:
+            progress = (count, now)
+        elif now - progress[1] > STALL:
+            why = f"no event committed for {STALL:g}s (a worker stuck?)"
+            pytest.fail(kit.unfinished(store, unfinished, workers, why))
         if now - started > DEADLINE:
-            pytest.fail(kit.unfinished(store, unfinished, workers, DEADLINE))
-        signals.send_due(store)
+            why = f"not every run ended within {DEADLINE:g}s"
+            pytest.fail(kit.unfinished(store, unfinished, workers, why))
         workers.check_alive()
         if now >= next_kill:
-            workers.kill_one(rng)
+            workers.kill(rng, 2 if len(workers.live) > 1 and rng.random() < DOUBLE_KILLS else 1)
             next_kill = now + rng.uniform(*KILL_EVERY)
         time.sleep(0.1)
+
+
+TWO_LEASES_MODULE = """
+import time
+
+def quick(ctx):
+    time.sleep(0.5)
+    return ctx.block_id
+
+def long(ctx):
+    time.sleep(60 if ctx.attempt == 1 else 0.1)  # the attempt that is killed, then a quick one
+    return ctx.block_id
+"""
+
+TWO_LEASES_FLOW = """
+id: two-leases
+blocks:
+  - {id: a, type: python, function: "two_leases:quick"}
+  - {id: x, type: python, function: "two_leases:quick", depends_on: [a]}
+  - {id: y, type: python, function: "two_leases:quick", depends_on: [a]}
+  - {id: x2, type: python, function: "two_leases:long", depends_on: [x]}
+  - {id: y2, type: python, function: "two_leases:long", depends_on: [y]}
+"""
+
+
+@pytest.mark.slow
+def test_two_workers_killed_together_while_leasing_one_run_are_both_taken_over(
+    tmp_path: Path, store_url: str
+) -> None:
+    """The chaos test's rarest case, made certain: two workers with one slot each split a run
+    (each runs one branch under its own lease on the run) and die at once; the next worker
+    comes once both leases expired, finds both in one claim, and recovers both blocks."""
+    cli = Cli(tmp_path, database_url=store_url)
+    cli.module("two_leases", TWO_LEASES_MODULE)
+    path = cli.write("two_leases.yaml", TWO_LEASES_FLOW)
+
+    def command(concurrency: int) -> list[str]:
+        return cli.command("worker", "--lease", str(LEASE), "-c", str(concurrency), "--quiet")
+
+    one_slot = kit.Workers(command(1), cli.env, tmp_path, tmp_path / "logs")
+    taker = kit.Workers(command(16), cli.env, tmp_path, tmp_path / "logs-taker")
+    with flowforge.Engine(store_url) as engine:
+        run_id = engine.start(flowforge.load(path)).run_id
+        try:
+            one_slot.start()
+            one_slot.start()
+
+            def long_blocks() -> dict[str, str]:
+                return {
+                    e.block_id: e.data["worker"]
+                    for e in engine.events(run_id)
+                    if e.type == "block.started" and e.block_id in ("x2", "y2")
+                }
+
+            holders = wait_for(lambda: len(long_blocks()) == 2 and long_blocks(), 30, "x2, y2")
+            assert holders["x2"] != holders["y2"], f"the run was not split: {holders}"
+            kills = one_slot.kill(random.Random(0), 2, replace=False)
+            time.sleep(LEASE + 1)  # both leases expired: one claim can find both
+            taker.start()
+            deadline = time.monotonic() + LEASE + 15
+            while engine.get(run_id).status != "completed":
+                if time.monotonic() > deadline:
+                    events = "\n".join(
+                        f"{e.seq} {e.type} {e.block_id} {e.data}" for e in engine.events(run_id)
+                    )
+                    pytest.fail(
+                        f"the run was not taken over {LEASE + 15:g}s after the taker started "
+                        f"(workers {[k.pid for k in kills]} killed); CPU seconds of the taker: "
+                        f"{taker.cpu_seconds()}\n{events}"
+                    )
+                time.sleep(0.1)
+            lost = [
+                e.block_id
+                for e in engine.events(run_id)
+                if e.type == "block.retrying" and e.data["error"]["type"] == "WorkerLost"
+            ]
+        finally:
+            for workers in (one_slot, taker):
+                workers.kill_all()
+    assert sorted(lost) == ["x2", "y2"]
