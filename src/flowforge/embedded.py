@@ -17,6 +17,7 @@ from flowforge.definition.registry import default_registry, registry_for_stored
 from flowforge.definition.workflow import Workflow
 from flowforge.engine import advance
 from flowforge.engine.journal import Slots
+from flowforge.engine.ports import StaleWriteError
 from flowforge.engine.records import Event, NewRun
 from flowforge.engine.replay import replay
 from flowforge.errors import NotFoundError, StoreError
@@ -343,7 +344,12 @@ class Engine:
             change(step)
             return step.finish()
 
-        result = self.store.transaction(body)
+        while True:
+            try:
+                result = self.store.transaction(body)
+                break
+            except StaleWriteError:
+                continue  # a worker wrote the run meanwhile: do it again on what it wrote
         self.book.forget([run_id])  # its cached state, if any, is behind the store now
         self._publish(result.events)
         return self.get(run_id)

@@ -200,9 +200,20 @@ def apply_outcomes(step: Step, items: Sequence[tuple[ClaimedTask, out.Outcome]])
         step.commit(workflow, state, planner)
 
 
+CONTROL_CLAIM_LIMIT = 16
+"""Tasks a worker with no free slot claims at most in one go (leases, timers, deadlines)."""
+
+
 def claim(step: Step, limit: int, run_id: str | None = None) -> None:
-    """Claim due tasks and act on them: start attempts, fire timers, start runs."""
-    for task in step.txn.claim_tasks(limit, step.lease, run_id):
+    """Claim due tasks and act on them: start attempts, fire timers, start runs.
+
+    With no free slot (``limit`` 0) only tasks that run no block are claimed: a dead worker's
+    lease is taken over, and a timer fires, however busy the worker is."""
+    if limit > 0:
+        tasks = step.txn.claim_tasks(limit, step.lease, run_id)
+    else:
+        tasks = step.txn.claim_tasks(CONTROL_CLAIM_LIMIT, step.lease, run_id, control_only=True)
+    for task in tasks:
         try:
             workflow, state, planner = _fresh_for(step, task)
         except NotFoundError:
@@ -238,6 +249,9 @@ def _fresh_for(step: Step, task: ClaimedTask) -> tuple[CompiledWorkflow, RunStat
     workflow, state, planner = step.fresh(task.run_id)
     if _explains(state, task):
         return workflow, state, planner
+    # what this step already did to the run is written first, so that the reload sees it
+    # (else it reuses sequence numbers this step has taken, and collides with itself)
+    step.journal.flush()
     step.book.forget([task.run_id])
     return step.fresh(task.run_id)
 
@@ -259,6 +273,7 @@ def refresh(step: Step, run_ids: Sequence[str]) -> None:
     for run_id in run_ids:
         known = step.book.cached(run_id)
         after = known.seq if known is not None else 0
+        step.journal.flush()  # see _fresh_for
         step.book.forget([run_id])
         workflow, state, planner = step.fresh(run_id)
         step.result.events.extend(step.txn.run_events(run_id, after))

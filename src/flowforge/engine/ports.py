@@ -43,7 +43,9 @@ class Transaction(Protocol):
         """Insert (or take over) this worker's lease rows on runs."""
         ...
 
-    def claim_tasks(self, limit: int, lease: float, run_id: str | None = None) -> list[ClaimedTask]:
+    def claim_tasks(
+        self, limit: int, lease: float, run_id: str | None = None, control_only: bool = False
+    ) -> list[ClaimedTask]:
         """Claim due tasks nobody holds, or whose lease expired (the token goes up by one)."""
         ...
 

@@ -50,6 +50,11 @@ class Dialect:
             f"claim_tasks_{name}", name, "AND run_id = :run_id"
         )
         self.sql["claim_tasks"] = self.sql[f"claim_tasks_{name}"]
+        # what a worker with no free slot still claims: a dead worker's run lease, a timer,
+        # a deadline, a queued run (none of them runs a block)
+        self.sql["claim_control_tasks"] = queries.render(
+            f"claim_tasks_{name}", name, "AND kind <> 'block'"
+        )
         self.sql["table_count"] = self.sql[f"table_count_{name}"]
         self.is_integrity_error: type[BaseException] = _integrity_error(name)
 
@@ -311,10 +316,15 @@ class SqlTransaction:
         ]
         self._many("take_lease", rows)
 
-    def claim_tasks(self, limit: int, lease: float, run_id: str | None = None) -> list[ClaimedTask]:
+    def claim_tasks(
+        self, limit: int, lease: float, run_id: str | None = None, control_only: bool = False
+    ) -> list[ClaimedTask]:
+        """Claim up to ``limit`` due tasks, oldest first; ``control_only``: no block tasks."""
         if limit <= 0:
             return []
         name = "claim_tasks" if run_id is None else "claim_tasks_for_run"
+        if control_only and run_id is None:
+            name = "claim_control_tasks"
         params = {
             "worker_id": self.worker_id,
             "lease": lease,

@@ -76,6 +76,8 @@ class Worker:
         self._wake = asyncio.Event()
         self._claim_hint = 0.0
         """Wall time at which unclaimed work may be due (0: now)."""
+        self._control_claim_at = 0.0
+        """When a worker with no free slot next claims leases, timers and deadlines."""
         self._timers: list[float] = []
         """Due times (a heap) of the retries, waits and deadlines this worker scheduled."""
         self._stopping = False
@@ -256,7 +258,10 @@ class Worker:
                 await asyncio.sleep(0.5)
 
     def _next_wake_in(self) -> float:
-        return max(0.0, min(self._next_claim(), time.time() + self.poll_interval) - time.time())
+        wake_at = min(self._next_claim(), time.time() + self.poll_interval)
+        if len(self._running) >= self.concurrency:
+            wake_at = min(wake_at, self._control_claim_at)
+        return max(0.0, wake_at - time.time())
 
     def _next_claim(self) -> float:
         """When to look for due work: the poll, or the earliest timer this worker knows of."""
@@ -267,7 +272,10 @@ class Worker:
         free = self.concurrency - len(self._running)
         now = time.time()
         claim_now = free > 0 and now >= self._next_claim() and not self._draining
-        if not items and not claim_now:
+        # a worker with every slot taken still takes over dead workers' leases and fires
+        # timers (they run no block), every lease / 4
+        claim_control = not claim_now and not self._draining and now >= self._control_claim_at
+        if not items and not claim_now and not claim_control:
             return
 
         def step(s: advance.Step) -> None:
@@ -275,7 +283,11 @@ class Worker:
                 advance.apply_outcomes(s, items)
             if claim_now:
                 advance.claim(s, max(s.slots.free, 0))
+            elif claim_control:
+                advance.claim(s, 0)
 
+        if claim_now or claim_control:
+            self._control_claim_at = now + self.lease / 4
         if claim_now:
             # polled: nothing more is known to be due until the next poll, unless this very
             # step schedules something sooner (``_dispatch`` lowers the hint then)
