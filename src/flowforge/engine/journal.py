@@ -123,6 +123,10 @@ class Journal:
             self.event(state, c.event, c.block_id, data)
         elif isinstance(c, cmd.ScheduleRetry):
             self._finish_attempt(state, c.block_id, c.attempt, "failed", error=c.error)
+            # a block whose worker died goes back to its place in the queue (due when its lost
+            # attempt started), not behind the work queued since
+            started = state.blocks[c.block_id].started_at
+            due_at = started.timestamp() if c.lost and started is not None else None
             self.tasks.append(
                 NewTask(
                     block_task_id(run_id, c.block_id),
@@ -131,6 +135,7 @@ class Journal:
                     c.block_id,
                     c.next_attempt,
                     delay=c.delay,
+                    due_at=due_at,
                 )
             )
             data = {
@@ -138,7 +143,7 @@ class Journal:
                 "error": c.error,
                 "next_attempt": c.next_attempt,
                 "delay": round(c.delay, 3),
-                "due_at": self._due(None, c.delay),
+                "due_at": self._due(due_at, c.delay),
                 "lost": c.lost,
             }
             self.event(state, c.event, c.block_id, data)

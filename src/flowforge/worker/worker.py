@@ -279,12 +279,15 @@ class Worker:
             return
 
         def step(s: advance.Step) -> None:
-            if items:
-                advance.apply_outcomes(s, items)
+            # queued work first (oldest first: a dead worker's blocks, runs queued long ago),
+            # then the blocks these outcomes make ready take the slots that remain: a busy
+            # worker does not starve the queue by always running its own runs' next blocks
             if claim_now:
                 advance.claim(s, max(s.slots.free, 0))
             elif claim_control:
                 advance.claim(s, 0)
+            if items:
+                advance.apply_outcomes(s, items)
 
         if claim_now or claim_control:
             self._control_claim_at = now + self.lease / 4
