@@ -125,8 +125,8 @@ class Journal:
             self._finish_attempt(state, c.block_id, c.attempt, "failed", error=c.error)
             # a block whose worker died goes back to its place in the queue (due when its lost
             # attempt started), not behind the work queued since
-            started = state.blocks[c.block_id].started_at
-            due_at = started.timestamp() if c.lost and started is not None else None
+            lost_start = state.blocks[c.block_id].started_at
+            due_at = lost_start.timestamp() if c.lost and lost_start is not None else None
             self.tasks.append(
                 NewTask(
                     block_task_id(run_id, c.block_id),
