@@ -7,7 +7,6 @@ from typing import Any, ClassVar
 from pydantic import Field, model_validator
 
 from flowforge.definition.block import Block
-from flowforge.definition.control_specs import CONTROL_SPECS
 from flowforge.definition.fields import Duration, Templated, UtcDatetime
 
 FUNCTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_<][A-Za-z0-9_.<>]*$"
@@ -61,7 +60,6 @@ class WaitSpec(Block):
 
 
 BUILTIN_SPECS: dict[str, type[Block]] = {
-    **CONTROL_SPECS,
     "noop": NoopSpec,
     "transform": TransformSpec,
     "python": PythonSpec,

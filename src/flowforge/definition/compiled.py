@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from flowforge.definition.block import BlockSpec
-from flowforge.definition.control_specs import ContainerBlock, ControlBlock, SwitchSpec
+from flowforge.definition.control_base import ContainerBlock, ControlBlock
 from flowforge.definition.graph import dependencies_of, dependents, leaves, roots
 from flowforge.definition.models import RetryPolicy, WorkflowSpec
 from flowforge.definition.templates import Template, compile_expression, compile_value
@@ -138,8 +138,11 @@ def _compile_graph(
     graph = {block.id: dependencies_of(block, parts[block.id][4]) for block in specs}
     guards: dict[str, list[tuple[str, frozenset[str]]]] = {}
     for block in specs:
-        if isinstance(block, SwitchSpec):
-            for listed, keys in block.listed().items():
+        if block.type == "switch":
+            from flowforge.definition.control_specs import SwitchSpec
+
+            assert isinstance(block, SwitchSpec)
+            for listed, keys in block.switch_listing().items():
                 guards.setdefault(listed, []).append((block.id, frozenset(keys)))
                 graph[listed] = tuple(dict.fromkeys((*graph[listed], block.id)))
     users = dependents(graph)

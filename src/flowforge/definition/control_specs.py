@@ -3,33 +3,20 @@
 They have no ``run``: a worker never executes them. The planner starts their iterations
 (``for_each``, ``loop``), chooses a branch (``switch``), waits for a signal
 (``wait_for_signal``) or starts a child run (``workflow``), holding no worker slot meanwhile.
+Imported only when a definition uses one of them (see the registry).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BeforeValidator, Field, SerializeAsAny, ValidationInfo, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
-from flowforge.definition.block import Block, BlockSpec
+from flowforge.definition.control_base import ContainerBlock, ControlBlock, case_key
 from flowforge.definition.fields import BLOCK_ID_PATTERN, NAME_PATTERN, WORKFLOW_ID_PATTERN
 
-SINGLE_BODY_ID = "do"
-"""The id of a ``do`` that is one block given without an id."""
-
 SIGNAL_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$"
-
-
-def case_key(value: Any) -> str:
-    """Switch values and case keys compare as JSON text: ``true`` matches the case ``true``."""
-    if isinstance(value, str):
-        return value
-    try:
-        return json.dumps(value, sort_keys=True)
-    except (TypeError, ValueError):
-        return str(value)
 
 
 def _keys_as_text(value: Any) -> Any:
@@ -45,58 +32,6 @@ def _one_or_many(value: Any) -> Any:
 BlockIdList = Annotated[
     tuple[Annotated[str, Field(pattern=BLOCK_ID_PATTERN)], ...], BeforeValidator(_one_or_many)
 ]
-Body = SerializeAsAny[BlockSpec] | tuple[SerializeAsAny[BlockSpec], ...]
-
-
-class ControlBlock(Block):
-    """A block the engine runs itself (no worker slot, no ``run``)."""
-
-    async def run(self, ctx: Any) -> Any:  # pragma: no cover - the planner runs these
-        raise NotImplementedError(f"'{self.type}' blocks are run by the engine, not by a worker")
-
-
-class ContainerBlock(ControlBlock):
-    """A block with a body (``do``): one block, or a list of blocks forming a sub-graph.
-
-    ``retry`` and ``timeout`` given on the container are the defaults of its body's blocks."""
-
-    do: Body
-
-    @field_validator("do", mode="before")
-    @classmethod
-    def _parse_body(cls, value: Any, info: ValidationInfo) -> Any:
-        from flowforge.definition.registry import default_registry
-
-        context = info.context if isinstance(info.context, Mapping) else {}
-        registry = context.get("registry") or default_registry()
-        return parse_body(value, registry)
-
-    @property
-    def body(self) -> tuple[BlockSpec, ...]:
-        return self.do if isinstance(self.do, tuple) else (self.do,)
-
-    @property
-    def single(self) -> bool:
-        """``do`` is one block: each iteration's output is that block's output."""
-        return not isinstance(self.do, tuple)
-
-
-def parse_body(value: Any, registry: Any) -> Any:
-    """Turn a raw ``do`` into block models by their ``type`` (instances pass through)."""
-    if isinstance(value, Mapping):
-        return _body_block({"id": SINGLE_BODY_ID, **value}, registry)
-    if isinstance(value, list | tuple):
-        return tuple(_body_block(item, registry) for item in value)
-    return value
-
-
-def _body_block(item: Any, registry: Any) -> Any:
-    if not isinstance(item, Mapping) or not isinstance(item.get("type"), str):
-        return item
-    cls = registry.get(item["type"])
-    if cls is None:
-        raise ValueError(registry.unknown_type_message(item["type"]))
-    return cls.model_validate(item, context={"registry": registry})
 
 
 class ForEachSpec(ContainerBlock):
@@ -109,6 +44,9 @@ class ForEachSpec(ContainerBlock):
     concurrency: int = Field(1, ge=1)
     loop_variable: str = Field("item", pattern=NAME_PATTERN)
 
+    def body_variables(self) -> frozenset[str]:
+        return frozenset({"index", self.loop_variable})
+
 
 class LoopSpec(ContainerBlock):
     """Run ``do`` again and again until ``until`` holds, at most ``max_iterations`` times."""
@@ -119,6 +57,9 @@ class LoopSpec(ContainerBlock):
 
     until: str = Field(min_length=1)
     max_iterations: int = Field(ge=1)
+
+    def body_variables(self) -> frozenset[str]:
+        return frozenset({"iteration"})
 
 
 class SwitchSpec(ControlBlock):
@@ -141,7 +82,7 @@ class SwitchSpec(ControlBlock):
             raise ValueError("a switch needs at least one case")
         return value
 
-    def listed(self) -> dict[str, tuple[str, ...]]:
+    def switch_listing(self) -> dict[str, tuple[str, ...]]:
         """Every block the switch decides on, with the case keys that choose it."""
         chosen_by: dict[str, list[str]] = {}
         for key, block_ids in (*self.cases.items(), ("default", self.default)):

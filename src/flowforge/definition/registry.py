@@ -102,7 +102,7 @@ class BlockTypeRegistry:
     def _builtin(self, name: str) -> type[BlockSpec]:
         cls = self._loaded.get(name)
         if cls is None:
-            cls = _import_builtin(self._builtins[name], fallback=BUILTIN_SPECS[name])
+            cls = _import_builtin(self._builtins[name], fallback=BUILTIN_SPECS.get(name))
             self._loaded[name] = cls
         return cls
 
@@ -123,18 +123,26 @@ class BlockTypeRegistry:
         return cls
 
 
-def _import_builtin(target: str, *, fallback: type[Block]) -> type[BlockSpec]:
+def _import_builtin(target: str, *, fallback: type[Block] | None) -> type[BlockSpec]:
     module_name, _, attribute = target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
         # Only the module itself missing means "not written yet"; a broken import inside it
         # must not be hidden.
-        if error.name is not None and (module_name + ".").startswith(error.name + "."):
+        if (
+            fallback is not None
+            and error.name is not None
+            and (module_name + ".").startswith(error.name + ".")
+        ):
             return fallback
         raise
     cls: type[BlockSpec] | None = getattr(module, attribute, None)
-    return fallback if cls is None else cls
+    if cls is None:
+        if fallback is None:
+            raise ImportError(f"{target} does not exist")
+        return fallback
+    return cls
 
 
 _default_registry = BlockTypeRegistry()

@@ -10,12 +10,7 @@ from jinja2 import TemplateSyntaxError
 from pydantic import ValidationError
 
 from flowforge.definition.block import COMMON_ALIASES, COMMON_FIELDS, BlockSpec
-from flowforge.definition.control_specs import (
-    SINGLE_BODY_ID,
-    ContainerBlock,
-    ForEachSpec,
-    SwitchSpec,
-)
+from flowforge.definition.control_base import SINGLE_BODY_ID, ContainerBlock
 from flowforge.definition.graph import cycle_message, find_cycles
 from flowforge.definition.messages import closest, pydantic_problems
 from flowforge.definition.models import (
@@ -308,7 +303,7 @@ class _Checker:
             if outer_found is not None:
                 outer_found.extend(d for d in found if d not in ids)
         for path, block in entries:
-            if isinstance(block, SwitchSpec):
+            if block.type == "switch":
                 self._switch_edges(path, block, ids, implicit)
         return implicit
 
@@ -332,9 +327,7 @@ class _Checker:
                     (*where, "id"),
                     f"block id '{inner.id}' is already used outside this 'do': choose another",
                 )
-        variables = (
-            {"index", block.loop_variable} if isinstance(block, ForEachSpec) else {"iteration"}
-        )
+        variables = block.body_variables()
         implicit = self._level(entries, visible, names | variables, found)
         graph: dict[str, tuple[str, ...]] = {}
         ids = {inner.id for _, inner in entries}
@@ -355,11 +348,15 @@ class _Checker:
     def _switch_edges(
         self,
         path: tuple[Any, ...],
-        switch: SwitchSpec,
+        block: BlockSpec,
         ids: frozenset[str],
         implicit: dict[str, tuple[str, ...]],
     ) -> None:
         """A block a switch lists depends on the switch, without saying so."""
+        from flowforge.definition.control_specs import SwitchSpec
+
+        switch = block
+        assert isinstance(switch, SwitchSpec)
         places: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
             (("cases", key), ids_) for key, ids_ in switch.cases.items()
         ]

@@ -11,23 +11,25 @@ import hashlib
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from flowforge.definition.compiled import CompiledBlock, CompiledWorkflow
-from flowforge.definition.control_specs import (
-    ForEachSpec,
-    LoopSpec,
-    SwitchSpec,
-    WaitForSignalSpec,
-    WorkflowCallSpec,
-    case_key,
-)
+from flowforge.definition.control_base import case_key
 from flowforge.engine import commands as cmd
 from flowforge.engine import outcomes as out
 from flowforge.engine.frames import Frame, frame_id, frame_result, locate, open_frame
 from flowforge.engine.run_state import BlockState, Progress, RunState, count_dependency
 from flowforge.engine.states import BlockStatus, RunStatus
 from flowforge.errors import FlowforgeError
+
+if TYPE_CHECKING:
+    from flowforge.definition.control_specs import (
+        ForEachSpec,
+        LoopSpec,
+        SwitchSpec,
+        WaitForSignalSpec,
+        WorkflowCallSpec,
+    )
 
 
 def child_run_id(run_id: str, block_id: str, attempt: int) -> str:
@@ -53,28 +55,29 @@ class ControlFlow:
         block, frame = locate(self.workflow, self.state, block_id)
         bs.attempt += 1
         bs.status, bs.started_at, bs.finished_at = BlockStatus.RUNNING, self.now, None
-        spec = block.spec
+        kind = block.kind
         try:
-            if isinstance(spec, SwitchSpec):
+            if kind == "switch":
                 self._start_switch(block_id, block, bs, frame)
-            elif isinstance(spec, WaitForSignalSpec):
+            elif kind == "wait_for_signal":
+                spec = cast("WaitForSignalSpec", block.spec)
                 self._start_signal_wait(block_id, spec, block, bs)
-            elif isinstance(spec, ForEachSpec):
+            elif kind == "for_each":
                 self._start_for_each(block_id, block, bs, frame)
-            elif isinstance(spec, LoopSpec):
+            elif kind == "loop":
                 self.commands.append(cmd.StartControl(block_id, bs.attempt, {}))
                 bs.progress = Progress()
                 self._advance(block_id)
-            elif isinstance(spec, WorkflowCallSpec):
-                self._start_child(block_id, spec, block, bs, frame)
+            elif kind == "workflow":
+                call = cast("WorkflowCallSpec", block.spec)
+                self._start_child(block_id, call, block, bs, frame)
         except FlowforgeError as exc:
             self._fail(block_id, block, bs, {"type": "TemplateError", "message": str(exc)})
 
     def _start_switch(
         self, block_id: str, block: CompiledBlock, bs: BlockState, frame: Frame | None
     ) -> None:
-        spec = block.spec
-        assert isinstance(spec, SwitchSpec)
+        spec = cast("SwitchSpec", block.spec)
         key = case_key(block.expressions["value"].render(self._scope(frame)))
         chosen = key if key in spec.cases else "default"
         self.commands.append(cmd.StartControl(block_id, bs.attempt, {"value": key}))
@@ -134,13 +137,12 @@ class ControlFlow:
             if bs.status != BlockStatus.WAITING or not bs.control:
                 continue
             spec = locate(self.workflow, self.state, block_id)[0].spec
-            if isinstance(spec, WaitForSignalSpec) and spec.signal == name:
+            if spec.type == "wait_for_signal" and cast("WaitForSignalSpec", spec).signal == name:
                 return block_id
         return None
 
     def _signal_timed_out(self, block_id: str, block: CompiledBlock, bs: BlockState) -> None:
-        spec = block.spec
-        assert isinstance(spec, WaitForSignalSpec)
+        spec = cast("WaitForSignalSpec", block.spec)
         limit = f"{block.timeout:g}s" if block.timeout else "its timeout"
         error = {"type": "Timeout", "message": f"no signal '{spec.signal}' arrived within {limit}"}
         self._fail(block_id, block, bs, error)
@@ -210,9 +212,9 @@ class ControlFlow:
         if progress is None or bs.status != BlockStatus.RUNNING:
             return
         block, _ = locate(self.workflow, self.state, container_id)
-        spec = block.spec
         running = self.state.status == RunStatus.RUNNING and not self.state.failing_fast
-        if isinstance(spec, ForEachSpec):
+        if block.kind == "for_each":
+            spec = cast("ForEachSpec", block.spec)
             items = progress.items or []
             while (
                 running
@@ -224,7 +226,7 @@ class ControlFlow:
             if progress.active == 0 and (progress.failed or progress.started >= len(items)):
                 self._end_container(container_id, block, bs, progress)
             return
-        assert isinstance(spec, LoopSpec)
+        loop = cast("LoopSpec", block.spec)
         if progress.active:
             return
         if progress.started == 0:
@@ -244,10 +246,10 @@ class ControlFlow:
             return
         if done:
             self._end_container(container_id, block, bs, progress)
-        elif progress.started >= spec.max_iterations:
+        elif progress.started >= loop.max_iterations:
             error = {
                 "type": "MaxIterationsReached",
-                "message": f"'until' was still false after {spec.max_iterations} iterations",
+                "message": f"'until' was still false after {loop.max_iterations} iterations",
             }
             self._fail(container_id, block, bs, error)
         elif running:

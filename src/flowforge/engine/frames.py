@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowforge.definition.compiled import CompiledBlock, CompiledBody, CompiledWorkflow
-from flowforge.definition.control_specs import ForEachSpec
 from flowforge.engine.run_state import BlockState, Progress, RunState
 
 
@@ -66,7 +65,10 @@ def open_frame(workflow: CompiledWorkflow, state: RunState, container_id: str, i
     fid = frame_id(container_id, index)
     spec = container.spec
     variables = dict(parent.variables) if parent is not None else {}
-    if isinstance(spec, ForEachSpec):
+    if spec.type == "for_each":
+        from flowforge.definition.control_specs import ForEachSpec
+
+        assert isinstance(spec, ForEachSpec)
         progress = state.blocks[container_id].progress
         items = progress.items if progress is not None and progress.items is not None else []
         variables[spec.loop_variable] = items[index] if index < len(items) else None

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from flowforge.definition.compiled import CompiledBlock, CompiledWorkflow
-from flowforge.definition.control_specs import WaitForSignalSpec
 from flowforge.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from flowforge.definition.control_specs import WaitForSignalSpec
 
 
 def check_signal(workflow: CompiledWorkflow, name: str, payload: Any) -> None:
@@ -38,8 +40,8 @@ def check_signal(workflow: CompiledWorkflow, name: str, payload: Any) -> None:
 
 def _signal_blocks(blocks: Mapping[str, CompiledBlock]) -> Iterator[WaitForSignalSpec]:
     for block in blocks.values():
-        if isinstance(block.spec, WaitForSignalSpec):
-            yield block.spec
+        if block.spec.type == "wait_for_signal":
+            yield cast("WaitForSignalSpec", block.spec)
         if block.body is not None:
             yield from _signal_blocks(block.body.blocks)
 

@@ -274,7 +274,7 @@ class Worker:
         claim_now = free > 0 and now >= self._next_claim() and not self._draining
         # a worker with every slot taken still takes over dead workers' leases and fires
         # timers (they run no block), every lease / 4
-        claim_control = not claim_now and not self._draining and now >= self._control_claim_at
+        claim_control = free <= 0 and not self._draining and now >= self._control_claim_at
         if not items and not claim_now and not claim_control:
             return
 
