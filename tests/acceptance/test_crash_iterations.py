@@ -33,7 +33,7 @@ SIDE_EFFECTS = """
     def step(name, value):
         with open(os.environ["CRASH_SIDE_EFFECTS"], "a") as log:
             log.write(name + "\\n")
-        time.sleep(0.02)
+        time.sleep(0.04)
         return value * 2
 """
 
@@ -98,7 +98,7 @@ def test_a_run_killed_mid_iteration_resumes_where_it_stopped(
         effects = tmp_path / f"effects-{round_no}.txt"
         effects.touch()
         env = {**cli.env, "CRASH_SIDE_EFFECTS": str(effects)}
-        delay = rng.uniform(0.15, 0.6)
+        delay = rng.uniform(0.1, 0.5)
         context = f"round {round_no} (seed {seed}, kill after {delay * 1000:.0f} ms)"
         process = subprocess.Popen(
             cli.command("run", path),

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowforge.blocks.policy import BlockPolicy
 from flowforge.errors import Cancelled
 
 
@@ -43,6 +44,16 @@ class BlockContext:
     """Tell the engine this attempt is alive (long blocks call it now and then)."""
     cancel_event: threading.Event | None = None
     """Set when the attempt must stop (canceled, timed out); readable from any thread."""
+    policy: BlockPolicy = field(default_factory=BlockPolicy.local)
+    """What blocks touching the outside world may do in this process (networks, commands)."""
+
+    annotations: dict[str, Any] = field(default_factory=dict)
+    """Facts about the attempt kept with its completion (an ``llm`` block's token usage)."""
+
+    def annotate(self, key: str, value: Any) -> None:
+        """Keep ``value`` (JSON) with this attempt: it is recorded in its ``block.completed``
+        event under ``annotations`` and shown by ``runs show``."""
+        self.annotations[key] = value
 
     @property
     def cancelled(self) -> bool:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flowforge.blocks.context import BlockContext, Suspend
+from flowforge.blocks.policy import BlockPolicy
 from flowforge.definition.compiled import CompiledBlock
 from flowforge.engine import outcomes as out
 from flowforge.engine.frames import Frame
@@ -29,6 +30,7 @@ async def execute(
     stop: threading.Event | None = None,
     instance_id: str | None = None,
     frame: Frame | None = None,
+    policy: BlockPolicy | None = None,
 ) -> out.BlockOutcome:
     """Render the block's fields, run it (with its timeout) and report the outcome.
 
@@ -51,6 +53,7 @@ async def execute(
             logger=logger.getChild(block_id),
             resolve_function=resolve_function,
             cancel_event=stop,
+            policy=policy or BlockPolicy.local(),
         )
         if block.timeout is None:
             result = await instance.run(ctx)

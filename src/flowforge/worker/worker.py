@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from flowforge.blocks.policy import BlockPolicy
 from flowforge.engine import advance
 from flowforge.engine import outcomes as out
 from flowforge.engine.frames import locate
@@ -58,6 +59,7 @@ class Worker:
         cancel_grace: float = 10.0,
         watch_interval: float = 0.5,
         listen: bool = False,
+        policy: BlockPolicy | None = None,
     ) -> None:
         self.store = store
         self.book = book
@@ -96,6 +98,8 @@ class Worker:
         """Attempts of canceled runs in their grace period, with its end (loop time)."""
         self.cancel_grace = cancel_grace
         self.watch_interval = watch_interval
+        self.policy = policy or (BlockPolicy.for_server() if listen else BlockPolicy.local())
+        """What blocks may do here: a shared worker (``listen``) is a server by default."""
         self.listen = listen
         """Listen for NOTIFY (PostgreSQL): for long-lived workers that wait for others' work."""
         self.followed: set[str] = set()
@@ -385,6 +389,7 @@ class Worker:
                 stop,
                 block_id,
                 frame,
+                self.policy,
             )
         except asyncio.CancelledError:
             return  # canceled by the run (its task is gone) or by shutdown (the lease expires)
