@@ -18,7 +18,7 @@ from flowforge.definition.workflow import Workflow
 from flowforge.engine import advance
 from flowforge.engine.journal import Slots
 from flowforge.engine.ports import StaleWriteError
-from flowforge.engine.records import Event, NewRun
+from flowforge.engine.records import Event, LogLine, NewRun
 from flowforge.engine.replay import replay
 from flowforge.errors import NotFoundError, StoreError
 from flowforge.run_result import RunResult, build_result, result_from_state
@@ -305,6 +305,13 @@ class Engine:
         if self.store.get_run(run_id) is None:
             raise NotFoundError(f"run {run_id} does not exist")
         return self.store.run_events(run_id, after_seq)
+
+    def logs(self, run_id: str, block_id: str | None = None) -> builtins.list[LogLine]:
+        """What the run's block attempts logged, in order (``ctx.logger``, and the output of
+        ``code`` and ``command`` blocks), secrets redacted; of one block when given."""
+        if self.store.get_run(run_id) is None:
+            raise NotFoundError(f"run {run_id} does not exist")
+        return self.store.run_logs(run_id, block_id)
 
     def cancel(self, run_id: str, reason: str | None = None) -> RunResult:
         return self._control(run_id, "cancel", reason)

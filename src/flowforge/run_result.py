@@ -21,6 +21,8 @@ class BlockResult:
     finished_at: datetime | None
     output: Any
     error: dict[str, Any] | None
+    annotations: dict[str, Any] | None = None
+    """What the completed attempt noted (``ctx.annotate``), e.g. an ``llm`` block's usage."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class RunResult:
                     "finished_at": _iso(b.finished_at),
                     "output": b.output,
                     "error": b.error,
+                    **({"annotations": b.annotations} if b.annotations else {}),
                 }
                 for b in self.blocks
             ],
@@ -102,6 +105,7 @@ def build_result(
                 finished_at=bs.finished_at if bs.is_final else None,
                 output=bs.output,
                 error=bs.error,
+                annotations=bs.annotations,
             )
         )
     return RunResult(

@@ -131,6 +131,49 @@ def events(
     )
 
 
+@app.command("logs")
+def logs(
+    run_id: RunId,
+    block_id: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[BLOCK]", help="One block (an iteration's block too: 'each[3].fetch')."
+        ),
+    ] = None,
+    attempt: Annotated[
+        int | None, typer.Option("--attempt", min=1, metavar="N", help="Only attempt N.")
+    ] = None,
+    json_output: Json = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Print what a run's blocks logged (ctx.logger; the output of code and command blocks),
+    attempt by attempt, secrets redacted."""
+    from flowforge.embedded import Engine
+
+    with Engine(database_url) as engine:
+        lines = cast("Sequence[Any]", engine.logs(run_id, block_id))
+    if attempt is not None:
+        lines = [x for x in lines if x.attempt == attempt]
+    if json_output:
+        print_json(
+            [
+                {
+                    "block_id": x.block_id,
+                    "attempt": x.attempt,
+                    "line": x.line,
+                    "level": x.level,
+                    "message": x.message,
+                    "created_at": x.created_at.isoformat() if x.created_at else None,
+                }
+                for x in lines
+            ]
+        )
+        return
+    for x in lines:
+        stamp = short_time(x.created_at)
+        out(f"{stamp} {x.block_id}#{x.attempt} {x.level:<7} {x.message}")
+
+
 FOLLOW_POLL = 0.2
 """Seconds between two reads of new events by ``runs events --follow``."""
 

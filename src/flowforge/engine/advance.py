@@ -195,6 +195,9 @@ def apply_outcomes(step: Step, items: Sequence[tuple[ClaimedTask, out.Outcome]])
         outcomes = [outcome for (_, outcome), ok in zip(run_items, held, strict=True) if ok]
         if not outcomes:
             continue
+        lines = [line for outcome in outcomes for line in getattr(outcome, "logs", ())]
+        if lines:
+            step.txn.write_logs(run_id, lines)  # what the attempts logged, with their ends
         workflow, state, planner = step.fresh(run_id)
         planner.apply(outcomes)
         step.commit(workflow, state, planner)

@@ -82,6 +82,8 @@ class CompleteBlock:
     output: Any
     signal: str | None = None
     """The buffered signal the block took (a ``wait_for_signal``)."""
+    annotations: dict[str, Any] | None = None
+    """What the attempt noted with ``ctx.annotate`` (an ``llm`` block's token usage)."""
     event = "block.completed"
 
 

@@ -116,6 +116,8 @@ class Journal:
             completed: dict[str, Any] = {"attempt": c.attempt, "output": c.output}
             if c.signal is not None:
                 completed["signal"] = c.signal  # it took a signal kept for it
+            if c.annotations:
+                completed["annotations"] = c.annotations
             self.event(state, c.event, c.block_id, completed)
         elif isinstance(c, cmd.FailBlock):
             self._finish_attempt(state, c.block_id, c.attempt, "failed", error=c.error)

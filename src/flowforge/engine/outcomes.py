@@ -5,12 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from flowforge.engine.records import LogLine
+
 
 @dataclass(frozen=True, slots=True)
 class Succeeded:
     block_id: str
     attempt: int
     output: Any
+    logs: tuple[LogLine, ...] = ()
+    annotations: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +25,7 @@ class Errored:
     message: str
     retryable: bool = True
     retry_delay: float | None = None
+    logs: tuple[LogLine, ...] = ()
 
     def as_error(self) -> dict[str, Any]:
         return {"type": self.error_type, "message": self.message}
@@ -34,6 +39,7 @@ class Suspended:
     attempt: int
     delay: float | None = None
     due_at: float | None = None
+    logs: tuple[LogLine, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,5 +72,7 @@ class DeadlineReached:
     """The run's ``settings.timeout`` expired."""
 
 
+AttemptOutcome = Succeeded | Errored | Suspended
+"""What running one attempt gives (the executor's result)."""
 BlockOutcome = Succeeded | Errored | Suspended | TimerFired | WorkerLost | ChildFinished
 Outcome = BlockOutcome | DeadlineReached

@@ -133,7 +133,9 @@ class Planner(ControlFlow):
                 None,
                 self.now,
             )
-            self.commands.append(cmd.CompleteBlock(block_id, bs.attempt, output))
+            notes = outcome.annotations if isinstance(outcome, out.Succeeded) else None
+            bs.annotations = notes
+            self.commands.append(cmd.CompleteBlock(block_id, bs.attempt, output, None, notes))
             self._final(block_id, bs)
         elif isinstance(outcome, out.Errored):
             self._release_slot(bs)

@@ -9,6 +9,7 @@ from flowforge.engine.records import (
     AttemptWrite,
     ClaimedTask,
     Event,
+    LogLine,
     NewRun,
     NewTask,
     RunRecord,
@@ -50,6 +51,7 @@ class Transaction(Protocol):
         ...
 
     def delete_run_tasks(self, run_id: str, task_ids: Sequence[str] | None = None) -> None: ...
+    def write_logs(self, run_id: str, lines: Sequence[LogLine]) -> None: ...
     def write_attempts(self, attempts: Sequence[AttemptWrite]) -> None:
         """One ``block_runs`` row per attempt that ended."""
         ...

@@ -123,6 +123,18 @@ class AttemptWrite:
 
 
 @dataclass(frozen=True, slots=True)
+class LogLine:
+    """One line a block attempt logged (``ctx.logger``, or a process's captured output)."""
+
+    block_id: str
+    attempt: int
+    line: int
+    level: str
+    message: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class RunUpdate:
     run_id: str
     status: str

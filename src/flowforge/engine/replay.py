@@ -113,6 +113,7 @@ def _started(state: RunState, bs: BlockState, event: Event) -> None:
 def _completed(state: RunState, bs: BlockState, event: Event) -> None:
     bs.status, bs.output, bs.error = BlockStatus.COMPLETED, event.data.get("output"), None
     bs.finished_at = event.created_at
+    bs.annotations = event.data.get("annotations")
     taken = event.data.get("signal")
     if taken is not None and state.signals.get(taken):
         state.signals[taken].popleft()

@@ -60,6 +60,8 @@ class BlockState:
     """Iterations of a started ``for_each`` or ``loop``."""
     child_run_id: str | None = None
     """The run a ``workflow`` block started."""
+    annotations: dict[str, Any] | None = None
+    """What the completed attempt noted with ``ctx.annotate``."""
 
     @property
     def holds_slot(self) -> bool:

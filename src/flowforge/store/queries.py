@@ -29,6 +29,15 @@ SQL: dict[str, str] = {
         " VALUES (:id, :workflow_id, :workflow_version, 'queued', {json:parameters},"
         " :idempotency_key, :created_at)"
     ),
+    "insert_log": (
+        "INSERT INTO block_logs (run_id, block_id, attempt, line, level, message, created_at)"
+        " VALUES (:run_id, :block_id, :attempt, :line, :level, :message, :created_at)"
+    ),
+    "run_logs": (
+        "SELECT block_id, attempt, line, level, message, created_at FROM block_logs"
+        " WHERE run_id = :run_id AND ({text:block_id} IS NULL OR block_id = {text:block_id})"
+        " ORDER BY id"
+    ),
     "insert_event": (
         "INSERT INTO events (run_id, seq, type, block_id, data, created_at)"
         " VALUES (:run_id, :seq, :type, :block_id, {json:data}, :created_at)"

@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"

@@ -116,6 +116,21 @@ tasks = sa.Table(
     sa.Index("ix_tasks_worker_id", "worker_id"),
 )
 
+block_logs = sa.Table(
+    "block_logs",
+    metadata,
+    # what a block attempt logged (ctx.logger; a code or command block's output), secrets redacted
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(40), nullable=False),
+    sa.Column("block_id", sa.String(200), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("line", sa.Integer, nullable=False),
+    sa.Column("level", sa.String(10), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index("ix_block_logs_run_id_block_id_attempt", "run_id", "block_id", "attempt"),
+)
+
 workers = sa.Table(
     "workers",
     metadata,

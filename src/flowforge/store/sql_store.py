@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from flowforge.engine.ports import StaleWriteError
-from flowforge.engine.records import AttemptRecord, Event, RunRecord
+from flowforge.engine.records import AttemptRecord, Event, LogLine, RunRecord
 from flowforge.errors import StoreError
 from flowforge.store.connector import Connector
 from flowforge.store.transaction import Dialect, Session, SqlTransaction, utc
@@ -304,6 +304,13 @@ class SqlStore:
 
     def run_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
         return self.transaction(lambda txn: txn.run_events(run_id, after_seq), readonly=True)
+
+    def run_logs(self, run_id: str, block_id: str | None = None) -> list[LogLine]:
+        """What the run's block attempts logged, in order (of one block, or every block)."""
+        return [
+            LogLine(r[0], r[1], r[2], r[3], r[4], utc(r[5]))  # type: ignore[arg-type]
+            for r in self._rows("run_logs", run_id=run_id, block_id=block_id)
+        ]
 
     def run_attempts(self, run_id: str) -> list[AttemptRecord]:
         d = self._dialect

@@ -16,6 +16,7 @@ from flowforge.engine.records import (
     AttemptWrite,
     ClaimedTask,
     Event,
+    LogLine,
     NewRun,
     NewTask,
     RunRecord,
@@ -357,6 +358,24 @@ class SqlTransaction:
             self._write("delete_run_tasks", {"run_id": run_id})
         else:
             self._many("delete_task_by_id", [{"run_id": run_id, "id": i} for i in task_ids])
+
+    def write_logs(self, run_id: str, lines: Sequence[LogLine]) -> None:
+        d = self.dialect
+        self._many(
+            "insert_log",
+            [
+                {
+                    "run_id": run_id,
+                    "block_id": x.block_id,
+                    "attempt": x.attempt,
+                    "line": x.line,
+                    "level": x.level,
+                    "message": x.message,
+                    "created_at": d.time_in(x.created_at),
+                }
+                for x in lines
+            ],
+        )
 
     def write_attempts(self, attempts: Sequence[AttemptWrite]) -> None:
         d = self.dialect

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import threading
@@ -17,9 +18,8 @@ from flowforge.engine.frames import Frame
 from flowforge.engine.run_state import RunState
 from flowforge.engine.scope import build_scope
 from flowforge.errors import BlockError, FlowforgeError
+from flowforge.worker.attempt_log import attempt_logger
 from flowforge.worker.secrets import SecretsView, redact
-
-logger = logging.getLogger("flowforge.blocks")
 
 
 async def execute(
@@ -31,7 +31,7 @@ async def execute(
     instance_id: str | None = None,
     frame: Frame | None = None,
     policy: BlockPolicy | None = None,
-) -> out.BlockOutcome:
+) -> out.AttemptOutcome:
     """Render the block's fields, run it (with its timeout) and report the outcome.
 
     ``stop`` is set when the run asks the block to stop (``ctx.cancelled``), and when the
@@ -41,6 +41,28 @@ async def execute(
     )
     stop = stop or threading.Event()
     block_id = instance_id or block.id
+    log, kept = attempt_logger(block_id, attempt)
+    outcome = await _run(
+        block, state, attempt, resolve_function, stop, block_id, frame, policy, log, secrets
+    )
+    lines = kept.lines(list(secrets.used.values()))
+    if not lines:
+        return outcome
+    return dataclasses.replace(outcome, logs=lines)
+
+
+async def _run(
+    block: CompiledBlock,
+    state: RunState,
+    attempt: int,
+    resolve_function: Callable[[str], Callable[..., Any]],
+    stop: threading.Event,
+    block_id: str,
+    frame: Frame | None,
+    policy: BlockPolicy | None,
+    log: logging.Logger,
+    secrets: SecretsView,
+) -> out.AttemptOutcome:
     try:
         instance = _instantiate(block, state, secrets, frame)
         ctx = BlockContext(
@@ -50,7 +72,7 @@ async def execute(
             attempt=attempt,
             idempotency_key=f"{state.run_id}:{block_id}",
             params=state.params_view,
-            logger=logger.getChild(block_id),
+            logger=log,
             resolve_function=resolve_function,
             cancel_event=stop,
             policy=policy or BlockPolicy.local(),
@@ -85,7 +107,15 @@ async def execute(
         stop.set()
     if isinstance(result, Suspend):
         return out.Suspended(block_id, attempt, result.delay, result.due_at)
-    return _succeeded(block_id, attempt, result, secrets)
+    outcome = _succeeded(block_id, attempt, result, secrets)
+    if ctx.annotations and isinstance(outcome, out.Succeeded):
+        notes = (
+            redact(ctx.annotations, list(secrets.used.values()))
+            if secrets.used
+            else ctx.annotations
+        )
+        outcome = dataclasses.replace(outcome, annotations=dict(notes))
+    return outcome
 
 
 def _instantiate(
@@ -97,7 +127,9 @@ def _instantiate(
     return block.spec.with_fields(block.fields.render(scope))
 
 
-def _succeeded(block_id: str, attempt: int, result: Any, secrets: SecretsView) -> out.BlockOutcome:
+def _succeeded(
+    block_id: str, attempt: int, result: Any, secrets: SecretsView
+) -> out.AttemptOutcome:
     if secrets.used:
         result = redact(result, list(secrets.used.values()))
     try:

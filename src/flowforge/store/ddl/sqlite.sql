@@ -1,3 +1,17 @@
+CREATE TABLE block_logs (
+	id INTEGER NOT NULL, 
+	run_id VARCHAR(40) NOT NULL, 
+	block_id VARCHAR(200) NOT NULL, 
+	attempt INTEGER NOT NULL, 
+	line INTEGER NOT NULL, 
+	level VARCHAR(10) NOT NULL, 
+	message TEXT NOT NULL, 
+	created_at DATETIME NOT NULL, 
+	CONSTRAINT pk_block_logs PRIMARY KEY (id)
+);
+
+CREATE INDEX ix_block_logs_run_id_block_id_attempt ON block_logs (run_id, block_id, attempt);
+
 CREATE TABLE block_runs (
 	run_id VARCHAR(40) NOT NULL, 
 	block_id VARCHAR(200) NOT NULL, 

@@ -1,0 +1,141 @@
+"""Block logs (issue 4): what ``ctx.logger`` receives is kept per attempt, shown by
+``Engine.logs`` / ``flowforge runs logs``, and never holds a secret in any form it is likely
+to leak in."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+import flowforge
+
+CANARY = 'c4n4ry/"Tok+en" &é=9'
+FORMS = {
+    "as is": CANARY,
+    "url-encoded": urllib.parse.quote(CANARY, safe=""),
+    "url-encoded (plus)": urllib.parse.quote_plus(CANARY),
+    "base64": base64.b64encode(CANARY.encode()).decode(),
+    "json-escaped": json.dumps(CANARY)[1:-1],
+}
+
+
+def chatty(token: str, ctx: Any) -> str:
+    ctx.logger.info("starting attempt %d", ctx.attempt)
+    for name in FORMS:
+        ctx.logger.warning("token %s: %s", name, _form(token, name))
+    ctx.logger.debug("details: %s", {"n": 1})
+    if ctx.attempt == 1:
+        raise RuntimeError("first attempt fails")
+    return "done"
+
+
+def _form(token: str, name: str) -> str:
+    return {
+        "as is": token,
+        "url-encoded": urllib.parse.quote(token, safe=""),
+        "url-encoded (plus)": urllib.parse.quote_plus(token),
+        "base64": base64.b64encode(token.encode()).decode(),
+        "json-escaped": json.dumps(token)[1:-1],
+    }[name]
+
+
+def _workflow() -> flowforge.Workflow:
+    return flowforge.Workflow.from_dict(
+        {
+            "id": "chatty",
+            "parameters": {"token": {"type": "secret", "source": "env:FF_TEST_CANARY"}},
+            "blocks": [
+                {
+                    "id": "talk",
+                    "type": "python",
+                    "function": f"{__name__}:chatty",
+                    "args": {"token": "{{ secrets.token }}"},
+                    "retry": {"max_attempts": 2, "initial_interval": "10ms"},
+                },
+                {
+                    "id": "each",
+                    "type": "for_each",
+                    "items": [1, 2],
+                    "do": {
+                        "type": "python",
+                        "function": f"{__name__}:item_log",
+                        "args": {"x": "{{ item }}"},
+                    },
+                },
+            ],
+        }
+    )
+
+
+def item_log(x: int, ctx: Any) -> int:
+    ctx.logger.info("item %d", x)
+    return x
+
+
+def test_logs_are_kept_per_attempt_in_order(
+    engine: flowforge.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FF_TEST_CANARY", CANARY)
+    result = engine.run(_workflow())
+    assert result.status == "completed"
+    talk = engine.logs(result.run_id, "talk")
+    assert [(x.attempt, x.line, x.level) for x in talk if x.attempt == 1][:2] == [
+        (1, 1, "INFO"),
+        (1, 2, "WARNING"),
+    ]
+    assert {x.attempt for x in talk} == {1, 2}
+    assert talk[0].message == "starting attempt 1"
+    assert any(x.level == "DEBUG" and x.message == "details: {'n': 1}" for x in talk)
+    everything = engine.logs(result.run_id)
+    assert [x.message for x in everything if x.block_id.startswith("each[")] == [
+        "item 1",
+        "item 2",
+    ]
+    assert engine.logs(result.run_id, "each[1]")[0].message == "item 2"
+
+
+def test_no_form_of_a_secret_reaches_logs_or_the_database(
+    engine: flowforge.Engine, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FF_TEST_CANARY", CANARY)
+    result = engine.run(_workflow())
+    lines = engine.logs(result.run_id, "talk")
+    warnings = [x.message for x in lines if x.level == "WARNING"]
+    assert len(warnings) == 2 * len(FORMS)
+    assert all(message.endswith(": ***") for message in warnings), warnings
+    text = json.dumps([x.message for x in lines]) + json.dumps(result.to_dict())
+    for name, form in FORMS.items():
+        assert form not in text, name
+    stored = _database_bytes(engine, store_url)
+    assert b"starting attempt 1" in stored  # the logs are there, redacted
+    for name, form in FORMS.items():
+        assert form.encode() not in stored, f"{name} form found in the database"
+
+
+def test_unknown_run_logs_raise(engine: flowforge.Engine) -> None:
+    with pytest.raises(flowforge.errors.NotFoundError):
+        engine.logs("run_nope")
+
+
+def _database_bytes(engine: flowforge.Engine, store_url: str) -> bytes:
+    """Every byte of the SQLite files, or the text of every PostgreSQL table (UTF-8)."""
+    if store_url.startswith("sqlite"):
+        path = Path(store_url.removeprefix("sqlite:///"))
+        engine.close()
+        return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
+    url = store_url.replace("postgresql://", "postgresql+psycopg://")
+    with sa.create_engine(url).connect() as conn:
+        tables = conn.execute(
+            sa.text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        ).scalars()
+        return "\n".join(
+            str(row[0])
+            for table in list(tables)
+            for row in conn.execute(sa.text(f"SELECT t::text FROM {table} t"))
+        ).encode()
