@@ -14,12 +14,15 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "Block": "flowforge.definition.block",
     "BlockContext": "flowforge.blocks.context",
+    "BlockPolicy": "flowforge.blocks.policy",
     "BlockError": "flowforge.errors",
     "BlockResult": "flowforge.run_result",
     "DefinitionError": "flowforge.errors",
     "Engine": "flowforge.embedded",
     "Event": "flowforge.engine.records",
     "FlowforgeError": "flowforge.errors",
+    "InvalidInputError": "flowforge.errors",
+    "InvalidStateError": "flowforge.errors",
     "NonRetryableError": "flowforge.errors",
     "NotFoundError": "flowforge.errors",
     "ParameterError": "flowforge.errors",
@@ -40,6 +43,7 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from flowforge.blocks.context import BlockContext, Suspend
+    from flowforge.blocks.policy import BlockPolicy
     from flowforge.definition.block import Block
     from flowforge.definition.models import ParameterSpec, RetryPolicy, Settings
     from flowforge.definition.models import RetryPolicy as Retry
@@ -51,6 +55,8 @@ if TYPE_CHECKING:
         BlockError,
         DefinitionError,
         FlowforgeError,
+        InvalidInputError,
+        InvalidStateError,
         NonRetryableError,
         NotFoundError,
         ParameterError,

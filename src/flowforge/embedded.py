@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from flowforge.blocks.policy import BlockPolicy
 from flowforge.definition.compiled import CompiledWorkflow
 from flowforge.definition.parameters import validate_parameters
 from flowforge.definition.registry import default_registry, registry_for_stored
@@ -47,6 +48,7 @@ class Engine:
         sqlite_synchronous: str | None = None,
         lease: float = 30.0,
         cancel_grace: float = 10.0,
+        policy: BlockPolicy | None = None,
     ) -> None:
         """``lease``: seconds a dead worker's blocks stay claimed before another takes them
         over (its heartbeat renews them every third of it). ``cancel_grace``: seconds a block of
@@ -57,6 +59,9 @@ class Engine:
         self.concurrency = concurrency
         self.lease = lease
         self.cancel_grace = cancel_grace
+        self.policy = policy
+        """What blocks may do (networks, commands): default, the user's own machine for
+        ``run``/``resume``, a server for ``work`` (``flowforge worker``)."""
         self.book = advance.RunBook(self._load_workflow)
         self._observers: list[Observer] = []
         self._definitions: dict[tuple[str, int], Workflow] = {}
@@ -383,6 +388,7 @@ class Engine:
             lease=self.lease,
             heartbeat=self.lease / 3,
             cancel_grace=self.cancel_grace,
+            policy=self.policy,
             listen=listen,
         )
         worker.observers.extend(self._observers)
