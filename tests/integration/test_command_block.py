@@ -340,7 +340,11 @@ def test_output_lines_go_to_the_block_log(engine: flowforge.Engine) -> None:
 
 def test_the_log_keeps_only_the_captured_part(engine: flowforge.Engine) -> None:
     script = "for i in range(100): print(f'line {i}')"
-    result = engine.run(_one({"argv": [PY, "-c", script], "max_output_bytes": 30}))
+    wf = _one(
+        {"argv": [PY, "-c", script], "max_output_bytes": "{{ params.cap }}"},
+        cap={"type": "integer"},
+    )
+    result = engine.run(wf, {"cap": 30})
 
     messages = [line.message for line in engine.logs(result.run_id, "cmd")]
 
@@ -509,6 +513,25 @@ async def test_a_shared_worker_runs_commands_when_configured(
 
     assert result.status == "completed"
     assert result.block("cmd").output["stdout"] == "hi\n"
+
+
+def test_an_engine_with_the_server_policy_refuses_commands(store_url: str, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    with flowforge.Engine(store_url, policy=flowforge.BlockPolicy.for_server({})) as engine:
+        block = engine.run(_one({"argv": ["touch", str(marker)]})).block("cmd")
+
+    assert block.error is not None and block.error["type"] == "CommandDisabled"
+    assert not marker.exists()
+
+
+def test_flowforge_command_blocks_0_disables_them_on_the_users_machine_too(
+    engine: flowforge.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLOWFORGE_COMMAND_BLOCKS", "0")
+
+    block = engine.run(_one({"argv": ["true"]})).block("cmd")
+
+    assert block.error is not None and block.error["type"] == "CommandDisabled"
 
 
 def _context(policy: BlockPolicy) -> BlockContext:

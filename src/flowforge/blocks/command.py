@@ -81,7 +81,7 @@ class CommandBlock(Block):
     cwd: str | None = None
     stdin: Any = None
     """Text written to the program's standard input (other JSON values as JSON text)."""
-    max_output_bytes: Templated[int] = Field(DEFAULT_OUTPUT_LIMIT, ge=1)
+    max_output_bytes: Templated[Annotated[int, Field(ge=1)]] = DEFAULT_OUTPUT_LIMIT
 
     @field_validator("argv")
     @classmethod

@@ -1,0 +1,104 @@
+"""examples/llm: the triage workflow against the example's fake OpenAI-compatible server (a
+real process on 127.0.0.1), through the engine and through ``flowforge run``;
+docs/blocks/llm.md shows verbatim excerpts of it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import flowforge
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "llm" / "triage.yaml"
+SERVER = ROOT / "examples" / "llm" / "fake_llm_server.py"
+PAGE = ROOT / "docs" / "blocks" / "llm.md"
+RUN = [sys.executable, "-m", "flowforge", "run"]
+FROM_EXAMPLE = re.compile(r"<!-- from (examples/\S+) -->\n```\w*\n(.*?)```", re.DOTALL)
+REPLY = (
+    "Thank you for writing to us. We are sorry for the trouble and have passed your message to "
+    "the right team; you will hear from us within a day."
+)
+
+
+@pytest.fixture
+def base_url() -> Iterator[str]:
+    server = subprocess.Popen(
+        [sys.executable, str(SERVER), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        assert line.startswith("listening on "), line
+        yield line.split()[-1]
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_triage_gives_validated_json_after_one_repair_and_a_reply(
+    base_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-example")
+    with flowforge.Engine(f"sqlite:///{tmp_path}/x.db") as engine:
+        result = engine.run(flowforge.load(EXAMPLE), {"base_url": base_url})
+        logs = [line.message for line in engine.logs(result.run_id, "triage")]
+
+    assert result.status == "completed", [b.error for b in result.blocks]
+    assert result.outputs == {"category": "billing", "urgency": 4, "reply": REPLY}
+    usage = result.block("triage").annotations
+    assert usage is not None and usage["usage"]["requests"] == 2  # the fake's first try is wrong
+    assert any("asking the model to repair it" in m for m in logs)
+    assert "the repaired reply is valid" in logs
+
+
+def test_triage_of_a_calm_bug_report(
+    base_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-example")
+    ticket = "The export button shows an error."
+    with flowforge.Engine(f"sqlite:///{tmp_path}/x.db") as engine:
+        result = engine.run(flowforge.load(EXAMPLE), {"base_url": base_url, "ticket": ticket})
+
+    assert result.outputs is not None
+    assert (result.outputs["category"], result.outputs["urgency"]) == ("bug", 2)
+    usage = result.block("triage").annotations
+    assert usage is not None and usage["usage"]["requests"] == 1
+
+
+def test_triage_with_flowforge_run(base_url: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWFORGE_")}
+    env.update({"FLOWFORGE_HOME": str(tmp_path), "OPENAI_API_KEY": "sk-example"})
+    done = subprocess.run(
+        [*RUN, str(EXAMPLE.relative_to(ROOT)), "-p", f"base_url={base_url}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"category": "billing", "urgency": 4, "reply": REPLY}
+
+
+def test_the_page_shows_verbatim_excerpts_of_the_example() -> None:
+    text = PAGE.read_text()
+    excerpts = FROM_EXAMPLE.findall(text)
+
+    assert len(excerpts) >= 2
+    for path, code in excerpts:
+        assert code in (ROOT / path).read_text(), f"excerpt of {path} is out of date"
+    for path in re.findall(r"(?<![\w/])examples/[\w/.-]+\.(?:yaml|py)", text):
+        assert (ROOT / path).exists(), path
