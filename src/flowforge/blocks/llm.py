@@ -17,10 +17,10 @@ import time
 from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from flowforge.definition.block import Block
-from flowforge.definition.fields import Duration, Templated, is_template_text
+from flowforge.definition.fields import Duration, JsonSchema, Templated, is_template_text
 from flowforge.errors import BlockError, NonRetryableError, RetryLater
 
 DEFAULT_REQUEST_TIMEOUT = 120.0
@@ -67,21 +67,9 @@ class LlmBlock(Block):
     system: str | None = None
     temperature: Templated[Annotated[float, Field(ge=0, le=2)]] | None = None
     max_tokens: Templated[Annotated[int, Field(ge=1)]] | None = None
-    json_schema: dict[str, Any] | None = None
+    json_schema: JsonSchema | None = None
     strict: bool = False
     request_timeout: Templated[Annotated[Duration, Field(gt=0)]] = DEFAULT_REQUEST_TIMEOUT
-
-    @field_validator("json_schema")
-    @classmethod
-    def _valid_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None:
-            from jsonschema import exceptions, validators
-
-            try:
-                validators.validator_for(value).check_schema(value)
-            except exceptions.SchemaError as error:
-                raise ValueError(f"not a valid JSON Schema: {error.message}") from None
-        return value
 
     @model_validator(mode="after")
     def _prompt_or_messages(self) -> LlmBlock:

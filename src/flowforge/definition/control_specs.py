@@ -14,7 +14,12 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BeforeValidator, Field, field_validator
 
 from flowforge.definition.control_base import ContainerBlock, ControlBlock, case_key
-from flowforge.definition.fields import BLOCK_ID_PATTERN, NAME_PATTERN, WORKFLOW_ID_PATTERN
+from flowforge.definition.fields import (
+    BLOCK_ID_PATTERN,
+    NAME_PATTERN,
+    WORKFLOW_ID_PATTERN,
+    JsonSchema,
+)
 
 SIGNAL_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$"
 
@@ -101,19 +106,7 @@ class WaitForSignalSpec(ControlBlock):
     raw_fields: ClassVar[frozenset[str]] = frozenset({"signal", "payload_schema"})
 
     signal: str = Field(pattern=SIGNAL_NAME_PATTERN, max_length=200)
-    payload_schema: dict[str, Any] | None = Field(None, alias="schema")
-
-    @field_validator("payload_schema")
-    @classmethod
-    def _valid_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None:
-            from jsonschema import exceptions, validators
-
-            try:
-                validators.validator_for(value).check_schema(value)
-            except exceptions.SchemaError as error:
-                raise ValueError(f"not a valid JSON Schema: {error.message}") from None
-        return value
+    payload_schema: JsonSchema | None = Field(None, alias="schema")
 
 
 class WorkflowCallSpec(ControlBlock):

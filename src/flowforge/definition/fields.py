@@ -55,6 +55,21 @@ Templated = Annotated[T, WrapValidator(_allow_template)]
 """``Templated[int]``: a template string at definition time, an ``int`` once rendered."""
 
 
+def _check_json_schema(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is not None:
+        from jsonschema import exceptions, validators
+
+        try:
+            validators.validator_for(value).check_schema(value)
+        except exceptions.SchemaError as error:
+            raise ValueError(f"not a valid JSON Schema: {error.message}") from None
+    return value
+
+
+JsonSchema = Annotated[dict[str, Any], AfterValidator(_check_json_schema)]
+"""A JSON Schema, checked against its metaschema when the definition is validated."""
+
+
 def _assume_utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
