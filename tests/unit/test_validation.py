@@ -159,10 +159,16 @@ def test_unknown_block_type_lists_known_types() -> None:
     assert "noop" in problem.message and "transform" in problem.message
 
 
-def test_planned_block_type_is_reported_as_not_available() -> None:
-    problem = only_problem("id: wf\nblocks:\n  - id: a\n    type: http\n    url: x\n")
-    assert problem.message == "block type 'http' is not available in this version of flowforge"
+def test_a_misspelt_block_type_gets_a_suggestion() -> None:
+    problem = only_problem("id: wf\nblocks:\n  - id: a\n    type: htp\n    url: x\n")
+    assert problem.message.startswith("unknown block type 'htp' (known: ")
+    assert problem.message.endswith("did you mean 'http'?")
     assert (problem.location, problem.line) == ("blocks[0].type", 4)
+
+
+def test_the_block_library_types_validate_their_fields() -> None:
+    problem = only_problem("id: wf\nblocks:\n  - id: a\n    type: http\n")
+    assert (problem.location, problem.line) == ("blocks[0].url", 3)
 
 
 def test_missing_field() -> None:
@@ -408,7 +414,7 @@ def test_invalid_blocks_still_take_part_in_the_graph_checks() -> None:
         "    type: noop\n"
         "    depends_on: [b]\n"
         "  - id: b\n"
-        "    type: http\n"
+        "    type: htp\n"
         "    depends_on: [a]\n"
     )
     with pytest.raises(DefinitionError) as caught:

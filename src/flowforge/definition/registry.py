@@ -46,7 +46,7 @@ BUILTIN_IMPLEMENTATIONS: dict[str, str] = {
     "llm": "flowforge.blocks.llm:LlmBlock",
 }
 # Types of the product contract (SPEC 2.3) whose module may not exist in this version.
-PLANNED_TYPES = frozenset({"code", "command", "http", "llm"})
+PLANNED_TYPES: frozenset[str] = frozenset()
 _TYPE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from flowforge.definition.compiled import CompiledBlock, CompiledWorkflow
+from flowforge.engine.values import has_nul
 from flowforge.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -20,6 +21,11 @@ def check_signal(workflow: CompiledWorkflow, name: str, payload: Any) -> None:
         json.dumps(payload)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"the payload of signal '{name}' is not JSON: {exc}") from None
+    if has_nul(payload):
+        raise InvalidInputError(
+            f"the payload of signal '{name}' holds a NUL character (\\x00): the store cannot "
+            "keep it"
+        )
     specs = [spec for spec in _signal_blocks(workflow.blocks) if spec.signal == name]
     if not specs:
         known = sorted({spec.signal for spec in _signal_blocks(workflow.blocks)})

@@ -12,6 +12,7 @@ import logging
 from datetime import UTC, datetime
 
 from flowforge.engine.records import LogLine
+from flowforge.engine.values import escape_nul
 from flowforge.worker.secrets import redact
 
 MAX_LINES = 10_000
@@ -39,6 +40,7 @@ class AttemptLog(logging.Handler):
                 message += "\n" + logging.Formatter().formatException(record.exc_info)
         except Exception:  # a bad format string must not fail the block
             message = str(record.msg)
+        message = escape_nul(message)
         if len(message) > MAX_LINE:
             message = message[:MAX_LINE] + f"… ({len(message) - MAX_LINE} characters cut)"
         if len(self._lines) >= MAX_LINES or self._bytes + len(message) > MAX_BYTES:

@@ -17,6 +17,7 @@ from flowforge.engine import outcomes as out
 from flowforge.engine.frames import Frame
 from flowforge.engine.run_state import RunState
 from flowforge.engine.scope import build_scope
+from flowforge.engine.values import escape_nul, has_nul
 from flowforge.errors import BlockError, FlowforgeError
 from flowforge.worker.attempt_log import attempt_logger
 from flowforge.worker.secrets import SecretsView, redact
@@ -142,10 +143,20 @@ def _succeeded(
             f"the block's output is not JSON-serialisable: {exc}",
             retryable=False,
         )
+    if has_nul(result):
+        return out.Errored(
+            block_id,
+            attempt,
+            "OutputNotSerializable",
+            "the block's output holds a NUL character (\\x00), which the store cannot keep: "
+            "remove it, or encode binary data (base64)",
+            retryable=False,
+        )
     return out.Succeeded(block_id, attempt, result)
 
 
 def _clean(message: str, secrets: SecretsView) -> str:
+    message = escape_nul(message)
     if secrets.used:
         return str(redact(message, list(secrets.used.values())))
     return message

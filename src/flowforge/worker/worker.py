@@ -31,6 +31,8 @@ from flowforge.engine.ports import StaleWriteError
 from flowforge.engine.records import ClaimedTask, Event, TaskKind
 from flowforge.engine.run_state import RunState
 from flowforge.engine.states import BlockStatus
+from flowforge.engine.values import escape_nul
+from flowforge.errors import StoreError
 from flowforge.store.sql_store import SqlStore
 from flowforge.store.transaction import SqlTransaction
 from flowforge.worker.executor import execute
@@ -301,7 +303,16 @@ class Worker:
             self._claim_hint = now + self.poll_interval
             while self._timers and self._timers[0] <= now:
                 heapq.heappop(self._timers)  # due now: this step claims them
-        result = await self.transact(step)
+        try:
+            result = await self.transact(step)
+        except StoreError as exc:
+            if not items:
+                raise
+            # the store refused this step: keep the outcomes for the next one, each attempt
+            # recorded as failed without what it produced (a value the store cannot keep, say);
+            # if the store is down, the next step fails too and they wait for it
+            self._outcomes.extend((task, _refused(outcome, exc)) for task, outcome in items)
+            raise
         if claim_now and len(result.claimed) >= free:
             self._claim_hint = 0.0  # there may be more than there was room for
         elif claim_now:
@@ -477,6 +488,18 @@ class Worker:
         if claim:
             self._claim_hint = 0.0
         self._wake.set()
+
+
+def _refused(outcome: out.Outcome, exc: StoreError) -> out.Outcome:
+    """The outcome to record when the store refused to record ``outcome``."""
+    if isinstance(outcome, out.Succeeded | out.Errored | out.Suspended):
+        if isinstance(outcome, out.Errored) and outcome.error_type == "StoreRefused":
+            return outcome
+        message = f"the store refused what the attempt produced: {escape_nul(str(exc))}"
+        return out.Errored(
+            outcome.block_id, outcome.attempt, "StoreRefused", message[:2000], retryable=False
+        )
+    return outcome
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
