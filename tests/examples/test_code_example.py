@@ -4,18 +4,15 @@ docs/blocks/code.md shows verbatim excerpts of it."""
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
+
+from example_kit import assert_page_shows_the_example, flowforge_run
 
 import flowforge
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "code" / "word_stats.yaml"
 PAGE = ROOT / "docs" / "blocks" / "code.md"
-FROM_EXAMPLE = re.compile(r"<!-- from (examples/\S+) -->\n```\w*\n(.*?)```", re.DOTALL)
 
 EXPECTED = {"report": "13 words; most common: the (5), cat (2)", "refused": "InsecureCode"}
 
@@ -48,28 +45,11 @@ def test_word_stats_text_and_top_are_parameters(tmp_path: Path) -> None:
 
 
 def test_word_stats_with_flowforge_run(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWFORGE_")}
-    env["FLOWFORGE_HOME"] = str(tmp_path)
-    done = subprocess.run(
-        [sys.executable, "-m", "flowforge", "run", str(EXAMPLE.relative_to(ROOT))],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = flowforge_run(EXAMPLE, tmp_path)
 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == EXPECTED
 
 
 def test_the_page_shows_verbatim_excerpts_of_the_example() -> None:
-    text = PAGE.read_text()
-    excerpts = FROM_EXAMPLE.findall(text)
-
-    assert len(excerpts) >= 2
-    for path, code in excerpts:
-        assert code in (ROOT / path).read_text(), f"excerpt of {path} is out of date"
-    for path in re.findall(r"(?<![\w/])(?:examples|tests)/[\w/.-]+\.(?:yaml|py)", text):
-        assert (ROOT / path).exists(), path
+    assert_page_shows_the_example(PAGE, 2)

@@ -347,7 +347,7 @@ def test_custom_block_example_greets(tmp_path: Path) -> None:
 
 
 def test_every_example_path_named_in_the_docs_exists() -> None:
-    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
     named = {
         (page.name, match)
         for page in pages
@@ -363,7 +363,7 @@ FROM_EXAMPLE = re.compile(r"<!-- from (examples/\S+) -->\n```\w*\n(.*?)```", re.
 
 def test_code_shown_from_an_example_is_a_verbatim_excerpt_of_it() -> None:
     """Docs mark excerpts with ``<!-- from examples/PATH -->`` on the line before the fence."""
-    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
     excerpts = [
         (page.name, path, code)
         for page in pages

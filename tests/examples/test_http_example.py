@@ -5,8 +5,6 @@ policy; docs/blocks/http.md shows verbatim excerpts of it."""
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
 import sys
 import time
@@ -14,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from example_kit import assert_page_shows_the_example, flowforge_run
 
 import flowforge
 
@@ -21,8 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "http" / "http_tour.yaml"
 SERVER = ROOT / "examples" / "http" / "api_server.py"
 PAGE = ROOT / "docs" / "blocks" / "http.md"
-RUN = [sys.executable, "-m", "flowforge", "run"]
-FROM_EXAMPLE = re.compile(r"<!-- from (examples/\S+) -->\n```\w*\n(.*?)```", re.DOTALL)
 OUTPUTS = {
     "open_orders": 1,
     "new_order": 4,
@@ -78,17 +75,7 @@ def test_the_tour_runs_every_field_against_the_local_api(base_url: str, tmp_path
 
 
 def test_the_tour_with_flowforge_run(base_url: str, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWFORGE_")}
-    env["FLOWFORGE_HOME"] = str(tmp_path)
-    done = subprocess.run(
-        [*RUN, str(EXAMPLE.relative_to(ROOT)), "-p", f"base_url={base_url}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = flowforge_run(EXAMPLE, tmp_path, "-p", f"base_url={base_url}")
 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == OUTPUTS
@@ -106,11 +93,4 @@ def test_a_server_policy_refuses_the_local_api(base_url: str, tmp_path: Path) ->
 
 
 def test_the_page_shows_verbatim_excerpts_of_the_example() -> None:
-    text = PAGE.read_text()
-    excerpts = FROM_EXAMPLE.findall(text)
-
-    assert len(excerpts) >= 3
-    for path, code in excerpts:
-        assert code in (ROOT / path).read_text(), f"excerpt of {path} is out of date"
-    for path in re.findall(r"(?<![\w/])examples/[\w/.-]+\.(?:yaml|py)", text):
-        assert (ROOT / path).exists(), path
+    assert_page_shows_the_example(PAGE, 3)

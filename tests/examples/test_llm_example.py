@@ -5,14 +5,13 @@ docs/blocks/llm.md shows verbatim excerpts of it."""
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from example_kit import assert_page_shows_the_example, flowforge_run
 
 import flowforge
 
@@ -20,8 +19,6 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "llm" / "triage.yaml"
 SERVER = ROOT / "examples" / "llm" / "fake_llm_server.py"
 PAGE = ROOT / "docs" / "blocks" / "llm.md"
-RUN = [sys.executable, "-m", "flowforge", "run"]
-FROM_EXAMPLE = re.compile(r"<!-- from (examples/\S+) -->\n```\w*\n(.*?)```", re.DOTALL)
 REPLY = (
     "Thank you for writing to us. We are sorry for the trouble and have passed your message to "
     "the right team; you will hear from us within a day."
@@ -77,16 +74,8 @@ def test_triage_of_a_calm_bug_report(
 
 
 def test_triage_with_flowforge_run(base_url: str, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWFORGE_")}
-    env.update({"FLOWFORGE_HOME": str(tmp_path), "OPENAI_API_KEY": "sk-example"})
-    done = subprocess.run(
-        [*RUN, str(EXAMPLE.relative_to(ROOT)), "-p", f"base_url={base_url}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = flowforge_run(
+        EXAMPLE, tmp_path, "-p", f"base_url={base_url}", env={"OPENAI_API_KEY": "sk-example"}
     )
 
     assert done.returncode == 0, done.stderr
@@ -94,11 +83,4 @@ def test_triage_with_flowforge_run(base_url: str, tmp_path: Path) -> None:
 
 
 def test_the_page_shows_verbatim_excerpts_of_the_example() -> None:
-    text = PAGE.read_text()
-    excerpts = FROM_EXAMPLE.findall(text)
-
-    assert len(excerpts) >= 2
-    for path, code in excerpts:
-        assert code in (ROOT / path).read_text(), f"excerpt of {path} is out of date"
-    for path in re.findall(r"(?<![\w/])examples/[\w/.-]+\.(?:yaml|py)", text):
-        assert (ROOT / path).exists(), path
+    assert_page_shows_the_example(PAGE, 2)
