@@ -54,3 +54,29 @@ class Interval:
 
     def overlaps(self, other: Interval) -> bool:
         return self.start < other.end and other.start < self.end
+
+
+def store_bytes(engine: flowforge.Engine, store_url: str) -> bytes:
+    """Everything the store holds, to look for what must not be there (a secret): every byte
+    of the SQLite database and WAL files (the engine is closed first), or the text of every
+    row of every PostgreSQL table, as UTF-8."""
+    from pathlib import Path
+
+    import sqlalchemy as sa
+
+    if store_url.startswith("sqlite"):
+        path = Path(store_url.removeprefix("sqlite:///"))
+        engine.close()
+        return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
+    url = store_url.replace("postgresql://", "postgresql+psycopg://")
+    with sa.create_engine(url).connect() as conn:
+        tables = list(
+            conn.execute(
+                sa.text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            ).scalars()
+        )
+        return "\n".join(
+            str(row[0])
+            for table in tables
+            for row in conn.execute(sa.text(f'SELECT t::text FROM "{table}" t'))
+        ).encode()

@@ -7,11 +7,10 @@ from __future__ import annotations
 import base64
 import json
 import urllib.parse
-from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
+from integration_kit import store_bytes
 
 import flowforge
 
@@ -112,7 +111,7 @@ def test_no_form_of_a_secret_reaches_logs_or_the_database(
     text = json.dumps([x.message for x in lines]) + json.dumps(result.to_dict())
     for name, form in FORMS.items():
         assert form not in text, name
-    stored = _database_bytes(engine, store_url)
+    stored = store_bytes(engine, store_url)
     assert b"starting attempt 1" in stored  # the logs are there, redacted
     for name, form in FORMS.items():
         assert form.encode() not in stored, f"{name} form found in the database"
@@ -121,21 +120,3 @@ def test_no_form_of_a_secret_reaches_logs_or_the_database(
 def test_unknown_run_logs_raise(engine: flowforge.Engine) -> None:
     with pytest.raises(flowforge.errors.NotFoundError):
         engine.logs("run_nope")
-
-
-def _database_bytes(engine: flowforge.Engine, store_url: str) -> bytes:
-    """Every byte of the SQLite files, or the text of every PostgreSQL table (UTF-8)."""
-    if store_url.startswith("sqlite"):
-        path = Path(store_url.removeprefix("sqlite:///"))
-        engine.close()
-        return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
-    url = store_url.replace("postgresql://", "postgresql+psycopg://")
-    with sa.create_engine(url).connect() as conn:
-        tables = conn.execute(
-            sa.text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-        ).scalars()
-        return "\n".join(
-            str(row[0])
-            for table in list(tables)
-            for row in conn.execute(sa.text(f"SELECT t::text FROM {table} t"))
-        ).encode()

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
+from integration_kit import store_bytes
 
 import flowforge
 from flowforge.sandbox import isolation as sandbox_isolation
@@ -264,23 +264,6 @@ def _leftover_processes(run_id: str) -> list[int]:
     return found
 
 
-def _database_text(engine: flowforge.Engine, store_url: str) -> str:
-    if store_url.startswith("sqlite"):
-        path = Path(store_url.removeprefix("sqlite:///"))
-        engine.close()
-        return "".join(
-            p.read_bytes().decode("latin-1") for p in (path, Path(f"{path}-wal")) if p.exists()
-        )
-    tables = ["runs", "events", "block_runs", "tasks", "workflow_versions", "block_logs"]
-    url = store_url.replace("postgresql://", "postgresql+psycopg://")
-    with sa.create_engine(url).connect() as conn:
-        return "\n".join(
-            str(row[0])
-            for table in tables
-            for row in conn.execute(sa.text(f"SELECT t::text FROM {table} t"))
-        )
-
-
 def _visible_text(engine: flowforge.Engine, run_ids: list[str], captured: Captured) -> str:
     parts: list[Any] = []
     for run_id in run_ids:
@@ -306,7 +289,7 @@ def test_the_python_layer_corpus_is_blocked_or_contained_and_the_canary_never_le
     visible = _visible_text(engine, [result.run_id], block_logs)
     assert "sandbox: " in visible  # the block logs say how it is isolated
     assert CANARY not in visible
-    assert CANARY not in _database_text(engine, store_url)
+    assert CANARY.encode() not in store_bytes(engine, store_url)
 
 
 def test_the_process_layer_contains_code_that_got_past_the_python_layer(
@@ -343,4 +326,4 @@ def test_the_process_layer_contains_code_that_got_past_the_python_layer(
     visible = _visible_text(engine, [result.run_id], block_logs)
     assert MARKER not in visible
     assert CANARY not in visible
-    assert CANARY not in _database_text(engine, store_url)
+    assert CANARY.encode() not in store_bytes(engine, store_url)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
+from integration_kit import store_bytes
 
 import flowforge
 
@@ -56,23 +56,6 @@ def fail_with(token: str) -> None:
     raise RuntimeError(f"could not log in with {token}")
 
 
-def _database_text(engine: flowforge.Engine, store_url: str) -> str:
-    if store_url.startswith("sqlite"):
-        path = Path(store_url.removeprefix("sqlite:///"))
-        engine.close()
-        return "".join(
-            p.read_bytes().decode("latin-1") for p in (path, Path(f"{path}-wal")) if p.exists()
-        )
-    tables = ["runs", "events", "block_runs", "tasks", "workflow_versions", "signals"]
-    url = store_url.replace("postgresql://", "postgresql+psycopg://")
-    with sa.create_engine(url).connect() as conn:
-        return "\n".join(
-            str(row[0])
-            for table in tables
-            for row in conn.execute(sa.text(f"SELECT t::text FROM {table} t"))
-        )
-
-
 def test_secret_reaches_the_block_but_never_the_store_record_or_events(
     engine: flowforge.Engine, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -93,9 +76,9 @@ def test_secret_reaches_the_block_but_never_the_store_record_or_events(
     visible: list[Any] = [result.to_dict(), record.to_dict()]
     visible += [(e.type, e.data) for e in engine.events(result.run_id)]
     assert SECRET not in json.dumps(visible, default=str)
-    stored = _database_text(engine, store_url)
-    assert "env:FF_TEST_SECRET" in stored  # the source is kept, to resolve it again on resume
-    assert SECRET not in stored
+    stored = store_bytes(engine, store_url)
+    assert b"env:FF_TEST_SECRET" in stored  # the source is kept, to resolve it again on resume
+    assert SECRET.encode() not in stored
 
 
 def test_missing_secret_source_fails_the_block_that_uses_it(
