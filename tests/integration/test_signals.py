@@ -116,10 +116,14 @@ def test_a_waiting_block_holds_no_slot(engine: flowforge.Engine) -> None:
         }
     )
     result = engine.run(wf)
-    # a and b ran while ask waited, with one slot; then ask timed out
+    # a and b ran while ask waited, with the run's one slot; then ask timed out
     assert (result.block("a").status, result.block("b").status) == ("completed", "completed")
     assert result.block("ask").status == "failed"
     assert has_event(engine, result.run_id, "block.waiting", "ask")
+    order = [(e.type, e.block_id) for e in engine.events(result.run_id)]
+    timed_out = order.index(("block.failed", "ask"))
+    assert order.index(("block.completed", "a")) < timed_out
+    assert order.index(("block.completed", "b")) < timed_out
 
 
 def test_bad_signals_are_refused_and_change_nothing(engine: flowforge.Engine) -> None:
