@@ -120,3 +120,35 @@ def test_no_form_of_a_secret_reaches_logs_or_the_database(
 def test_unknown_run_logs_raise(engine: flowforge.Engine) -> None:
     with pytest.raises(flowforge.errors.NotFoundError):
         engine.logs("run_nope")
+
+
+def spend_then_fail(ctx: Any) -> None:
+    ctx.annotate("usage", {"total_tokens": 10 * ctx.attempt})
+    raise RuntimeError("no luck")
+
+
+def test_annotations_of_failed_attempts_are_kept_too(engine: flowforge.Engine) -> None:
+    wf = flowforge.Workflow.from_dict(
+        {
+            "id": "spend",
+            "blocks": [
+                {
+                    "id": "spend",
+                    "type": "python",
+                    "function": f"{__name__}:spend_then_fail",
+                    "retry": {"max_attempts": 2, "initial_interval": "10ms"},
+                }
+            ],
+        }
+    )
+    result = engine.run(wf)
+    assert result.status == "failed"
+    noted = [
+        (e.type, e.data.get("annotations"))
+        for e in engine.events(result.run_id)
+        if e.type in ("block.retrying", "block.failed")
+    ]
+    assert noted == [
+        ("block.retrying", {"usage": {"total_tokens": 10}}),
+        ("block.failed", {"usage": {"total_tokens": 20}}),
+    ]

@@ -93,6 +93,7 @@ class FailBlock:
     attempt: int
     error: dict[str, Any]
     tolerated: bool
+    annotations: dict[str, Any] | None = None
     event = "block.failed"
 
 
@@ -105,6 +106,7 @@ class ScheduleRetry:
     delay: float
     lost: bool = False
     """The attempt's worker died: this retry does not use up the retry budget."""
+    annotations: dict[str, Any] | None = None
     event = "block.retrying"
 
 

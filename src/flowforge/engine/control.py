@@ -320,7 +320,12 @@ class ControlFlow:
 
     # provided by Planner
     def _fail(
-        self, block_id: str, block: CompiledBlock, bs: BlockState, error: dict[str, Any]
+        self,
+        block_id: str,
+        block: CompiledBlock,
+        bs: BlockState,
+        error: dict[str, Any],
+        notes: dict[str, Any] | None = None,
     ) -> None: ...
     def _final(self, block_id: str, bs: BlockState) -> None: ...
     def _skip(self, block_id: str, reason: str) -> None: ...

@@ -111,44 +111,10 @@ class Journal:
             self._write_control(state, c)
         elif isinstance(c, cmd.ReadyBlock):
             self._ready(state, c)
-        elif isinstance(c, cmd.CompleteBlock):
-            self._finish_attempt(state, c.block_id, c.attempt, "completed", output=c.output)
-            completed: dict[str, Any] = {"attempt": c.attempt, "output": c.output}
-            if c.signal is not None:
-                completed["signal"] = c.signal  # it took a signal kept for it
-            if c.annotations:
-                completed["annotations"] = c.annotations
-            self.event(state, c.event, c.block_id, completed)
-        elif isinstance(c, cmd.FailBlock):
-            self._finish_attempt(state, c.block_id, c.attempt, "failed", error=c.error)
-            data = {"attempt": c.attempt, "error": c.error, "tolerated": c.tolerated}
-            self.event(state, c.event, c.block_id, data)
+        elif isinstance(c, cmd.CompleteBlock | cmd.FailBlock):
+            self._end_attempt(state, c)
         elif isinstance(c, cmd.ScheduleRetry):
-            self._finish_attempt(state, c.block_id, c.attempt, "failed", error=c.error)
-            # a block whose worker died goes back to its place in the queue (due when its lost
-            # attempt started), not behind the work queued since
-            lost_start = state.blocks[c.block_id].started_at
-            due_at = lost_start.timestamp() if c.lost and lost_start is not None else None
-            self.tasks.append(
-                NewTask(
-                    block_task_id(run_id, c.block_id),
-                    run_id,
-                    TaskKind.BLOCK,
-                    c.block_id,
-                    c.next_attempt,
-                    delay=c.delay,
-                    due_at=due_at,
-                )
-            )
-            data = {
-                "attempt": c.attempt,
-                "error": c.error,
-                "next_attempt": c.next_attempt,
-                "delay": round(c.delay, 3),
-                "due_at": self._due(due_at, c.delay),
-                "lost": c.lost,
-            }
-            self.event(state, c.event, c.block_id, data)
+            self._retry(state, c)
         elif isinstance(c, cmd.SuspendBlock):
             self._suspend(state, c)
         elif isinstance(c, cmd.SkipBlock):
@@ -179,6 +145,51 @@ class Journal:
             self.event(state, c.event, None, started)
         elif isinstance(c, cmd.FinishRun):
             self._finish_run(state, c)
+
+    def _end_attempt(self, state: RunState, c: cmd.CompleteBlock | cmd.FailBlock) -> None:
+        """The block's attempt completed, or failed for good."""
+        if isinstance(c, cmd.CompleteBlock):
+            self._finish_attempt(state, c.block_id, c.attempt, "completed", output=c.output)
+            data: dict[str, Any] = {"attempt": c.attempt, "output": c.output}
+            if c.signal is not None:
+                data["signal"] = c.signal  # it took a signal kept for it
+        else:
+            self._finish_attempt(state, c.block_id, c.attempt, "failed", error=c.error)
+            data = {"attempt": c.attempt, "error": c.error, "tolerated": c.tolerated}
+        if c.annotations:
+            data["annotations"] = c.annotations
+        self.event(state, c.event, c.block_id, data)
+
+    def _retry(self, state: RunState, c: cmd.ScheduleRetry) -> None:
+        """A failed or lost attempt: the next one is a task, due after the retry delay."""
+        run_id = state.run_id
+        self._finish_attempt(state, c.block_id, c.attempt, "failed", error=c.error)
+        # a block whose worker died goes back to its place in the queue (due when its lost
+        # attempt started), not behind the work queued since
+        lost_start = state.blocks[c.block_id].started_at
+        due_at = lost_start.timestamp() if c.lost and lost_start is not None else None
+        self.tasks.append(
+            NewTask(
+                block_task_id(run_id, c.block_id),
+                run_id,
+                TaskKind.BLOCK,
+                c.block_id,
+                c.next_attempt,
+                delay=c.delay,
+                due_at=due_at,
+            )
+        )
+        data = {
+            "attempt": c.attempt,
+            "error": c.error,
+            "next_attempt": c.next_attempt,
+            "delay": round(c.delay, 3),
+            "due_at": self._due(due_at, c.delay),
+            "lost": c.lost,
+        }
+        if c.annotations:
+            data["annotations"] = c.annotations
+        self.event(state, c.event, c.block_id, data)
 
     def _suspend(self, state: RunState, c: cmd.SuspendBlock) -> None:
         """A waiting block: a timer task wakes it, unless it waits for a signal only."""

@@ -26,6 +26,7 @@ class Errored:
     retryable: bool = True
     retry_delay: float | None = None
     logs: tuple[LogLine, ...] = ()
+    annotations: dict[str, Any] | None = None
 
     def as_error(self) -> dict[str, Any]:
         return {"type": self.error_type, "message": self.message}

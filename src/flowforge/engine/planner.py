@@ -173,20 +173,32 @@ class Planner(ControlFlow):
             bs.status, bs.error = BlockStatus.RETRYING, error
             bs.attempt += 1
             self.commands.append(
-                cmd.ScheduleRetry(block_id, bs.attempt - 1, error, bs.attempt, decision.delay)
+                cmd.ScheduleRetry(
+                    block_id,
+                    bs.attempt - 1,
+                    error,
+                    bs.attempt,
+                    decision.delay,
+                    annotations=outcome.annotations,
+                )
             )
             return
-        self._fail(block_id, block, bs, error)
+        self._fail(block_id, block, bs, error, outcome.annotations)
 
     def _fail(
-        self, block_id: str, block: CompiledBlock, bs: BlockState, error: dict[str, Any]
+        self,
+        block_id: str,
+        block: CompiledBlock,
+        bs: BlockState,
+        error: dict[str, Any],
+        notes: dict[str, Any] | None = None,
     ) -> None:
         """The block failed for good: the run fails unless it is tolerated or in a body (then
         its iteration fails, and its container decides)."""
         tolerated = block.spec.continue_on_failure
         bs.status, bs.error, bs.output, bs.tolerated = BlockStatus.FAILED, error, None, tolerated
         bs.finished_at = self.now
-        self.commands.append(cmd.FailBlock(block_id, bs.attempt, error, tolerated))
+        self.commands.append(cmd.FailBlock(block_id, bs.attempt, error, tolerated, notes))
         if not tolerated and block_id not in self.state.nodes:
             if self.state.failure_reason is None:
                 self.state.failure_reason = failure_reason(block_id, error)

@@ -43,10 +43,16 @@ async def execute(
     stop = stop or threading.Event()
     block_id = instance_id or block.id
     log, kept = attempt_logger(block_id, attempt)
+    notes: dict[str, Any] = {}
     outcome = await _run(
-        block, state, attempt, resolve_function, stop, block_id, frame, policy, log, secrets
+        block, state, attempt, resolve_function, stop, block_id, frame, policy, log, secrets, notes
     )
-    lines = kept.lines(list(secrets.used.values()))
+    used = list(secrets.used.values())
+    if notes and isinstance(outcome, out.Succeeded | out.Errored):
+        # what the attempt noted (an llm block's token usage) is kept whether it succeeded or not
+        kept_notes = redact(notes, used) if used else notes
+        outcome = dataclasses.replace(outcome, annotations=dict(kept_notes))
+    lines = kept.lines(used)
     if not lines:
         return outcome
     return dataclasses.replace(outcome, logs=lines)
@@ -63,6 +69,7 @@ async def _run(
     policy: BlockPolicy | None,
     log: logging.Logger,
     secrets: SecretsView,
+    notes: dict[str, Any],
 ) -> out.AttemptOutcome:
     try:
         instance = _instantiate(block, state, secrets, frame)
@@ -77,6 +84,7 @@ async def _run(
             resolve_function=resolve_function,
             cancel_event=stop,
             policy=policy or BlockPolicy.local(),
+            annotations=notes,
         )
         if block.timeout is None:
             result = await instance.run(ctx)
@@ -108,15 +116,7 @@ async def _run(
         stop.set()
     if isinstance(result, Suspend):
         return out.Suspended(block_id, attempt, result.delay, result.due_at)
-    outcome = _succeeded(block_id, attempt, result, secrets)
-    if ctx.annotations and isinstance(outcome, out.Succeeded):
-        notes = (
-            redact(ctx.annotations, list(secrets.used.values()))
-            if secrets.used
-            else ctx.annotations
-        )
-        outcome = dataclasses.replace(outcome, annotations=dict(notes))
-    return outcome
+    return _succeeded(block_id, attempt, result, secrets)
 
 
 def _instantiate(
