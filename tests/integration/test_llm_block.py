@@ -243,7 +243,8 @@ def test_a_reply_still_invalid_after_the_repair_fails_without_retry(
     )
     wf = _one({"prompt": "x", "json_schema": SCHEMA, "retry": FAST_RETRY}, llm.base_url)
 
-    block = engine.run(wf).block("ask")
+    result = engine.run(wf)
+    block = result.block("ask")
 
     assert (block.status, block.attempts) == ("failed", 1)
     assert block.error is not None
@@ -251,6 +252,9 @@ def test_a_reply_still_invalid_after_the_repair_fails_without_retry(
     assert "still invalid after one repair attempt" in block.error["message"]
     assert "'spam' is not one of ['billing', 'bug', 'other']" in block.error["message"]
     assert len(llm.received) == 2
+    # the tokens the failed attempt spent are kept with it
+    failed = next(e for e in engine.events(result.run_id) if e.type == "block.failed")
+    assert failed.data["annotations"]["usage"]["requests"] == 2
 
 
 # -- errors and retries -------------------------------------------------------------------------

@@ -100,9 +100,10 @@ class LlmBlock(Block):
                 else:
                     result = await self._structured(call, conversation, reply)
         finally:
+            # kept whether the attempt succeeds or not: a failed attempt spent tokens too
             if usage.requests:
                 ctx.logger.info("token usage: %s", usage.describe())
-        ctx.annotate("usage", usage.as_dict())
+            ctx.annotate("usage", usage.as_dict())
         return result
 
     def _endpoint(self) -> str:
