@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,3 +41,22 @@ def assert_page_shows_the_example(page: Path, minimum: int) -> None:
         assert code in (ROOT / path).read_text(), f"{page.name}: excerpt of {path} is out of date"
     for path in re.findall(r"(?<![\w/])(?:examples|tests)/[\w/.-]+\.(?:yaml|py)", text):
         assert (ROOT / path).exists(), f"{page.name} names {path}, which does not exist"
+
+
+@contextlib.contextmanager
+def example_server(script: Path) -> Iterator[str]:
+    """Run an example's local server (``SCRIPT --port 0``); yield the base URL it prints."""
+    server = subprocess.Popen(
+        [sys.executable, str(script), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        assert line.startswith("listening on "), line
+        yield line.split()[-1]
+    finally:
+        server.terminate()
+        server.wait(10)

@@ -5,13 +5,11 @@ docs/blocks/llm.md shows verbatim excerpts of it."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from example_kit import assert_page_shows_the_example, flowforge_run
+from example_kit import assert_page_shows_the_example, example_server, flowforge_run
 
 import flowforge
 
@@ -27,20 +25,8 @@ REPLY = (
 
 @pytest.fixture
 def base_url() -> Iterator[str]:
-    server = subprocess.Popen(
-        [sys.executable, str(SERVER), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        assert line.startswith("listening on "), line
-        yield line.split()[-1]
-    finally:
-        server.terminate()
-        server.wait(10)
+    with example_server(SERVER) as url:
+        yield url
 
 
 def test_triage_gives_validated_json_after_one_repair_and_a_reply(

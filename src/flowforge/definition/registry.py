@@ -45,8 +45,6 @@ BUILTIN_IMPLEMENTATIONS: dict[str, str] = {
     "command": "flowforge.blocks.command:CommandBlock",
     "llm": "flowforge.blocks.llm:LlmBlock",
 }
-# Types of the product contract (SPEC 2.3) whose module may not exist in this version.
-PLANNED_TYPES: frozenset[str] = frozenset()
 _TYPE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
@@ -93,24 +91,22 @@ class BlockTypeRegistry:
 
     def names(self) -> tuple[str, ...]:
         """Every available type name, sorted (entry points included)."""
-        builtins = {n for n in self._builtins if n not in PLANNED_TYPES or self._builtin(n)}
-        return tuple(sorted({*builtins, *self._registered, *self._entry_point_map()}))
+        return tuple(sorted({*self._builtins, *self._registered, *self._entry_point_map()}))
 
     def unknown_type_message(self, name: str) -> str:
         """The problem to report for a type name that ``get`` did not find."""
-        if name in PLANNED_TYPES:
-            return f"block type '{name}' is not available in this version of flowforge"
         known = self.names()
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         return f"unknown block type '{name}' (known: {', '.join(known)}){hint}"
 
-    def _builtin(self, name: str) -> type[BlockSpec] | None:
+    def _builtin(self, name: str) -> type[BlockSpec]:
         cls = self._loaded.get(name)
         if cls is None:
-            cls = _import_builtin(self._builtins[name], fallback=BUILTIN_SPECS.get(name))
-            if cls is None:
-                return None  # a planned type whose module is not written yet
+            target = self._builtins[name]
+            cls = _import_builtin(target, fallback=BUILTIN_SPECS.get(name))
+            if cls is None:  # an installation missing a module of its own
+                raise ImportError(f"built-in block type '{name}': {target} is missing")
             self._loaded[name] = cls
         return cls
 

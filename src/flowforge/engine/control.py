@@ -46,6 +46,7 @@ class ControlFlow:
     now: datetime
     commands: list[cmd.Command]
     _scope: Callable[[Frame | None], Mapping[str, Any]]
+    _stopping_as: str | None
 
     # -- starting -------------------------------------------------------------------------
     def _start_control(self, block_id: str) -> None:
@@ -179,7 +180,7 @@ class ControlFlow:
         self._fail(done.block_id, block, bs, error)
 
     def _child_stop_status(self) -> str:
-        return getattr(self, "_stopping_as", None) or "cancel"
+        return self._stopping_as or "cancel"
 
     # -- iterations -----------------------------------------------------------------------
     def _start_for_each(
@@ -275,15 +276,21 @@ class ControlFlow:
         if progress is None or bs.is_final:
             return
         progress.active -= 1
+        self._note_failure(frame, progress)
+        self._advance(frame.container)
+
+    def _note_failure(self, frame: Frame, progress: Progress) -> None:
+        """A finished iteration that failed (and is not tolerated) stops its container."""
         ok, _, error = frame_result(self.state, frame)
         block, _ = locate(self.workflow, self.state, frame.container)
-        if not ok and not block.spec.continue_on_failure and progress.failed is None:
-            progress.failed = {
-                "type": "IterationFailed",
-                "message": f"iteration {frame.index} failed: "
-                f"{(error or {}).get('type')}: {(error or {}).get('message')}",
-            }
-        self._advance(frame.container)
+        if ok or block.spec.continue_on_failure or progress.failed is not None:
+            return
+        error = error or {}
+        progress.failed = {
+            "type": "IterationFailed",
+            "message": f"iteration {frame.index} failed: "
+            f"{error.get('type')}: {error.get('message')}",
+        }
 
     def _recount_frames(self) -> None:
         """After a reload: each frame's open instances and dependency counts, each container's
@@ -308,15 +315,8 @@ class ControlFlow:
                 continue
             if frame.open:
                 progress.active += 1
-                continue
-            ok, _, error = frame_result(state, frame)
-            spec = locate(self.workflow, state, frame.container)[0].spec
-            if not ok and not spec.continue_on_failure and progress.failed is None:
-                progress.failed = {
-                    "type": "IterationFailed",
-                    "message": f"iteration {frame.index} failed: "
-                    f"{(error or {}).get('type')}: {(error or {}).get('message')}",
-                }
+            else:
+                self._note_failure(frame, progress)
 
     # provided by Planner
     def _fail(

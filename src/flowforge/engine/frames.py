@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowforge.definition.compiled import CompiledBlock, CompiledBody, CompiledWorkflow
-from flowforge.engine.run_state import BlockState, Progress, RunState
+from flowforge.engine.run_state import BlockState, RunState
 
 
 @dataclass(slots=True, eq=False)
@@ -91,12 +91,6 @@ def open_frame(workflow: CompiledWorkflow, state: RunState, container_id: str, i
     if progress is not None:
         progress.started = max(progress.started, index + 1)
     return frame
-
-
-def start_container(state: RunState, container_id: str, items: list[Any] | None) -> Progress:
-    progress = Progress(items=items)
-    state.blocks[container_id].progress = progress
-    return progress
 
 
 def frame_result(state: RunState, frame: Frame) -> tuple[bool, Any, dict[str, Any] | None]:

@@ -134,7 +134,7 @@ def _succeeded(
     if secrets.used:
         result = redact(result, list(secrets.used.values()))
     try:
-        json.dumps(result)
+        text = json.dumps(result)
     except (TypeError, ValueError) as exc:
         return out.Errored(
             block_id,
@@ -143,7 +143,9 @@ def _succeeded(
             f"the block's output is not JSON-serialisable: {exc}",
             retryable=False,
         )
-    if has_nul(result):
+    # JSON text shows a NUL as \u0000: only then is the output walked to tell it from a
+    # literal backslash sequence
+    if "\\u0000" in text and has_nul(result):
         return out.Errored(
             block_id,
             attempt,
